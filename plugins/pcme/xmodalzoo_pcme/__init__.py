@@ -1,0 +1,10 @@
+"""The PCME method plugin for xmodalzoo."""
+from __future__ import annotations
+
+from xmodalzoo.plugins import Registrar
+
+__version__ = "0.1.0"
+
+
+def register(r: Registrar) -> None:
+    """Register PCME's components with the zoo."""

@@ -1,0 +1,8 @@
+"""xmodalzoo: a plugin-based model zoo for image–text cross-modal retrieval."""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .api import build_component, info, list_components, list_methods, plugins  # noqa: E402
+
+__all__ = ["__version__", "build_component", "info", "list_components", "list_methods", "plugins"]

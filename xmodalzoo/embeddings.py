@@ -1,0 +1,160 @@
+"""Typed embedding containers: a point, a set of points, or a diagonal Gaussian per item.
+
+All containers hold tensors whose first dimension is the item axis, and share the same operations:
+``len``, indexing/slicing along items, ``to(device)``, ``cat``, ``detach``, ``save``/``load``
+(safetensors).  ``aux`` carries optional training-time extras from a head (attention maps,
+residuals, raw slots) that losses may use; it is dropped by slicing, concatenation and saving.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar, Sequence, TypeVar
+
+import torch
+
+E = TypeVar("E", bound="Embedding")
+
+
+@dataclass
+class Embedding:
+    """Base class; subclasses declare their tensor fields in ``tensor_fields``."""
+
+    tensor_fields: ClassVar[tuple[str, ...]] = ()
+    kind: ClassVar[str] = ""
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, name) for name in self.tensor_fields}
+
+    def _replace(self: E, **tensors: torch.Tensor) -> E:
+        return type(self)(**tensors)
+
+    def __len__(self) -> int:
+        return int(getattr(self, self.tensor_fields[0]).shape[0])
+
+    def __getitem__(self: E, index: Any) -> E:
+        if isinstance(index, int):
+            index = slice(index, index + 1)
+        return self._replace(**{k: v[index] for k, v in self.tensors().items()})
+
+    @property
+    def device(self) -> torch.device:
+        return getattr(self, self.tensor_fields[0]).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return getattr(self, self.tensor_fields[0]).dtype
+
+    @property
+    def dim(self) -> int:
+        return int(getattr(self, self.tensor_fields[0]).shape[-1])
+
+    def to(self: E, *args: Any, **kwargs: Any) -> E:
+        return self._replace(**{k: v.to(*args, **kwargs) for k, v in self.tensors().items()})
+
+    def float(self: E) -> E:
+        return self._replace(**{k: v.float() for k, v in self.tensors().items()})
+
+    def detach(self: E) -> E:
+        return self._replace(**{k: v.detach() for k, v in self.tensors().items()})
+
+    def nbytes_per_item(self) -> int:
+        return sum(v[:1].numel() * v.element_size() for v in self.tensors().values())
+
+    @classmethod
+    def cat(cls: type[E], items: Sequence[E]) -> E:
+        """Concatenate along the item axis."""
+        if not items:
+            raise ValueError("cannot concatenate an empty list of embeddings")
+        kinds = {type(x) for x in items}
+        if len(kinds) != 1:
+            raise TypeError(f"cannot concatenate different embedding types: {sorted(k.__name__ for k in kinds)}")
+        first = items[0]
+        return first._replace(**{k: torch.cat([getattr(x, k) for x in items]) for k in first.tensor_fields})
+
+    def save(self, path: str | Path) -> None:
+        """Write the tensors to a safetensors file (kind recorded in its metadata)."""
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.tensors().items()},
+                  str(path), metadata={"embedding": self.kind})
+
+    @staticmethod
+    def load(path: str | Path, device: str | torch.device = "cpu") -> "Embedding":
+        """Read an embedding written by :meth:`save`."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            kind = (f.metadata() or {}).get("embedding")
+            if kind not in EMBEDDING_TYPES:
+                raise ValueError(f"{path}: not an xmodalzoo embedding file (metadata embedding={kind!r})")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        return EMBEDDING_TYPES[kind](**tensors)
+
+
+@dataclass
+class PointEmbedding(Embedding):
+    """One vector per item: ``vectors`` (N, D)."""
+
+    vectors: torch.Tensor
+    aux: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    tensor_fields: ClassVar[tuple[str, ...]] = ("vectors",)
+    kind: ClassVar[str] = "point"
+
+    def __post_init__(self) -> None:
+        _check_rank(self, "vectors", 2)
+
+
+@dataclass
+class SetEmbedding(Embedding):
+    """K vectors per item: ``vectors`` (N, K, D)."""
+
+    vectors: torch.Tensor
+    aux: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    tensor_fields: ClassVar[tuple[str, ...]] = ("vectors",)
+    kind: ClassVar[str] = "set"
+
+    def __post_init__(self) -> None:
+        _check_rank(self, "vectors", 3)
+
+    @property
+    def set_size(self) -> int:
+        return int(self.vectors.shape[1])
+
+
+@dataclass
+class GaussianEmbedding(Embedding):
+    """A diagonal Gaussian per item: ``mean`` (N, D) and ``logvar`` = log σ² (N, D)."""
+
+    mean: torch.Tensor
+    logvar: torch.Tensor
+    aux: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    tensor_fields: ClassVar[tuple[str, ...]] = ("mean", "logvar")
+    kind: ClassVar[str] = "gaussian"
+
+    def __post_init__(self) -> None:
+        _check_rank(self, "mean", 2)
+        if self.logvar.shape != self.mean.shape:
+            raise ValueError(f"logvar shape {tuple(self.logvar.shape)} != mean shape {tuple(self.mean.shape)}")
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return self.logvar.exp()
+
+    @property
+    def std(self) -> torch.Tensor:
+        return (0.5 * self.logvar).exp()
+
+
+def _check_rank(emb: Embedding, name: str, rank: int) -> None:
+    t = getattr(emb, name)
+    if not isinstance(t, torch.Tensor) or t.dim() != rank:
+        shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise ValueError(f"{type(emb).__name__}.{name} must be a {rank}-d tensor, got {shape}")
+
+
+EMBEDDING_TYPES: dict[str, type[Embedding]] = {
+    "point": PointEmbedding,
+    "set": SetEmbedding,
+    "gaussian": GaussianEmbedding,
+}

@@ -1,0 +1,141 @@
+"""The Method: image/text encoders and heads, a similarity, and optional training-only parts.
+
+A method is built from registered parts by :func:`build_method`.  Plugins usually register only a
+config class (with their defaults) and reuse :class:`Method`; they may subclass it to add behaviour
+(e.g. ``uncertainty``) or a training-only ``batch_module``.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from .config import Component, ComponentConfig
+from .data.batch import Batch, TextBatch
+from .embeddings import Embedding, GaussianEmbedding
+from .encoders.base import ImageEncoder, TextEncoder
+from .registry import REGISTRY
+from .similarity.base import Similarity
+
+
+class MethodConfig(ComponentConfig):
+    """Parts of a method; each is the config of a registered component (``type:`` picks it)."""
+
+    embed_dim: int = 1024
+    image_encoder: Component["image_encoder"] = {"type": "timm"}
+    text_encoder: Component["text_encoder"] = {"type": "bigru"}
+    image_head: Component["head"] = {"type": "linear"}
+    text_head: Component["head"] = {"type": "linear"}
+    similarity: Component["similarity"] = {"type": "cosine"}
+    loss: Component["loss"] = {"type": "triplet"}
+
+
+def build(kind: str, cfg: Any, **context: Any) -> Any:
+    """Build a registered component from its config (a config instance or a mapping with ``type``)."""
+    from .plugins import discover
+
+    discover()
+    if hasattr(cfg, "type"):
+        name = cfg.type
+    elif isinstance(cfg, dict) and "type" in cfg:
+        name = cfg["type"]
+    else:
+        raise ValueError(f"a {kind} config needs a 'type' key, got {cfg!r}")
+    return REGISTRY.get(kind, name).build(cfg, **context)
+
+
+class Method(nn.Module):
+    """Encodes images and captions into embeddings and scores them with ``similarity``.
+
+    ``batch_module`` (optional) is a training-only module with its own parameters; it sees whole
+    batches of embeddings and returns extra tensors for the loss.  It is never used to encode an
+    item, so inference does not need it.
+    """
+
+    def __init__(
+        self,
+        image_encoder: ImageEncoder,
+        text_encoder: TextEncoder,
+        image_head: nn.Module,
+        text_head: nn.Module,
+        similarity: Similarity,
+        batch_module: nn.Module | None = None,
+        config: MethodConfig | None = None,
+    ) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.text_encoder = text_encoder
+        self.image_head = image_head
+        self.text_head = text_head
+        self.similarity = similarity
+        self.batch_module = batch_module
+        self.config = config
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.text_encoder.tokenizer
+
+    def tokenize(self, texts: Sequence[str], train: bool = False) -> TextBatch:
+        return self.text_encoder.tokenizer(list(texts), train=train)
+
+    def image_transform(self, train: bool = False) -> Any:
+        return self.image_encoder.transform(train)
+
+    def encode_image(self, images: torch.Tensor) -> Embedding:
+        return self.image_head(self.image_encoder(images))
+
+    def encode_text(self, texts: TextBatch | Sequence[str]) -> Embedding:
+        if not isinstance(texts, TextBatch):
+            texts = self.tokenize(texts).to(self.device)
+        return self.text_head(self.text_encoder(texts))
+
+    def forward(self, batch: Batch) -> tuple[Embedding, Embedding, dict[str, Any]]:
+        """Embeddings of a training batch, plus extras from the batch module when it is active."""
+        img = self.encode_image(batch.images)
+        txt = self.encode_text(batch.texts)
+        extras: dict[str, Any] = {}
+        if self.batch_module is not None and getattr(self.batch_module, "active", True):
+            extras = self.batch_module(img, txt, batch)
+        return img, txt, extras
+
+    def score(self, query: Embedding, gallery: Embedding) -> torch.Tensor:
+        """(N, M) similarity of every query/gallery pair (small inputs; see the engine for large)."""
+        return self.similarity(query, gallery)
+
+    def uncertainty(self, emb: Embedding) -> torch.Tensor:
+        """One scalar per item: mean σ² over dimensions (Gaussian embeddings only)."""
+        if isinstance(emb, GaussianEmbedding):
+            return emb.logvar.exp().mean(-1)
+        raise TypeError(f"{type(self).__name__} gives {type(emb).__name__} embeddings, which carry no uncertainty")
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+
+def build_method(
+    cfg: MethodConfig,
+    *,
+    train_captions: Sequence[str] | None = None,
+    tokenizer: Any = None,
+    method_cls: type[Method] = Method,
+    batch_module: nn.Module | None = None,
+    **context: Any,
+) -> Method:
+    """Build a :class:`Method` from a method config.
+
+    ``train_captions`` builds a word vocabulary for text encoders that need one; ``tokenizer``
+    (e.g. loaded from a model folder) is used as is instead.
+    """
+    image_encoder = build("image_encoder", cfg.image_encoder, **context)
+    text_encoder = build("text_encoder", cfg.text_encoder, train_captions=train_captions, tokenizer=tokenizer)
+    image_head = build("head", cfg.image_head, encoder=image_encoder, embed_dim=cfg.embed_dim, modality="image")
+    text_head = build("head", cfg.text_head, encoder=text_encoder, embed_dim=cfg.embed_dim, modality="text")
+    similarity = build("similarity", cfg.similarity)
+    return method_cls(image_encoder, text_encoder, image_head, text_head, similarity, batch_module, cfg)
+
+
+def build_loss(cfg: MethodConfig) -> nn.Module:
+    """The training loss of a method config (not needed to load a model for inference)."""
+    return build("loss", cfg.loss)

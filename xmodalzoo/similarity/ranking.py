@@ -1,0 +1,48 @@
+"""Ranking from score matrices, on the scores' device and in row chunks."""
+from __future__ import annotations
+
+import torch
+
+
+def argsort_desc(scores: torch.Tensor, chunk_rows: int = 1024) -> torch.Tensor:
+    """Full ranking (N, M) of gallery indices per query, best first; ties keep the lower index first."""
+    out = torch.empty(scores.shape, dtype=torch.long, device=scores.device)
+    for r in range(0, scores.shape[0], chunk_rows):
+        out[r : r + chunk_rows] = torch.argsort(scores[r : r + chunk_rows], dim=1, descending=True, stable=True)
+    return out
+
+
+def topk_desc(scores: torch.Tensor, k: int, chunk_rows: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k scores and indices per row; ties keep the lower index first."""
+    k = min(k, scores.shape[1])
+    vals, idx = [], []
+    for r in range(0, scores.shape[0], chunk_rows):
+        block = scores[r : r + chunk_rows]
+        order = torch.argsort(block, dim=1, descending=True, stable=True)[:, :k]
+        vals.append(block.gather(1, order))
+        idx.append(order)
+    if not vals:
+        return scores.new_empty(0, k), torch.empty(0, k, dtype=torch.long, device=scores.device)
+    return torch.cat(vals), torch.cat(idx)
+
+
+def positive_ranks(scores: torch.Tensor, positives: torch.Tensor, chunk_rows: int = 1024) -> torch.Tensor:
+    """Rank (0 = best) of each query's best-ranked positive under the stable descending order.
+
+    ``positives`` is a bool (N, M) mask.  The rank of gallery item j is the number of items with a
+    higher score plus the number with an equal score and a lower index (ties: lower index first).
+    Queries without any positive get rank M.
+    """
+    if scores.shape != positives.shape:
+        raise ValueError(f"scores {tuple(scores.shape)} and positives {tuple(positives.shape)} differ in shape")
+    n, m = scores.shape
+    out = torch.empty(n, dtype=torch.long, device=scores.device)
+    for r in range(0, n, chunk_rows):
+        s = scores[r : r + chunk_rows]
+        pos = positives[r : r + chunk_rows].to(s.device)
+        order = torch.argsort(s, dim=1, descending=True, stable=True)
+        hit = pos.gather(1, order)
+        has = hit.any(1)
+        first = hit.float().argmax(1)
+        out[r : r + chunk_rows] = torch.where(has, first, torch.full_like(first, m))
+    return out
