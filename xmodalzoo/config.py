@@ -7,10 +7,12 @@ config of that kind (so recipes and the JSON schema know all installed plugins).
 """
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from functools import lru_cache, partial
+from types import UnionType
+from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+from pydantic_core import PydanticCustomError
 
 
 class ComponentConfig(BaseModel):
@@ -65,10 +67,25 @@ def union_for(kind: str, registry: Any = None) -> Any:
     registry = registry or REGISTRY
     classes = tuple(resolve_config(e.config) for e in registry.list(kind))
     if not classes:
-        return dict[str, Any]
+        # nothing registered yet: any value is an unknown component (with the registry's message)
+        return Annotated[dict[str, Any], AfterValidator(partial(_reject_unregistered, kind, registry))]
     if len(classes) == 1:
         return Annotated[Union[classes[0], classes[0]], Field(discriminator="type")]
     return Annotated[Union[classes], Field(discriminator="type")]
+
+
+def _reject_unregistered(kind: str, registry: Any, value: dict[str, Any]) -> dict[str, Any]:
+    name = str(value.get("type", "")) if isinstance(value, dict) else ""
+    raise PydanticCustomError("unknown_component", "{message}", {"message": registry.unknown_message(kind, name)})
+
+
+def _optional_component_kind(annotation: Any) -> str | None:
+    """The kind of a ``Component[...] | None`` annotation, or None."""
+    if get_origin(annotation) in (Union, UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1 and len(get_args(annotation)) == 2:
+            return component_kind(args[0])
+    return None
 
 
 _resolve_cache: dict[tuple[type, int], type] = {}
@@ -89,10 +106,12 @@ def resolve_config(cls: type[BaseModel]) -> type[BaseModel]:
         ann = _field_annotation(cls, fname)
         kind = component_kind(ann)
         if kind is not None:
-            overrides[fname] = (union_for(kind), finfo)
+            overrides[fname] = (union_for(kind), _plain_field(finfo))
         elif get_origin(ann) is list and component_kind(get_args(ann)[0]) is not None:
             inner = component_kind(get_args(ann)[0])
-            overrides[fname] = (list[union_for(inner)], finfo)
+            overrides[fname] = (list[union_for(inner)], _plain_field(finfo))
+        elif _optional_component_kind(ann) is not None:
+            overrides[fname] = (Optional[union_for(_optional_component_kind(ann))], _plain_field(finfo))
         elif isinstance(ann, type) and issubclass(ann, BaseModel) and _has_components(ann):
             overrides[fname] = (resolve_config(ann), finfo)
     if not overrides:
@@ -101,6 +120,21 @@ def resolve_config(cls: type[BaseModel]) -> type[BaseModel]:
         resolved = create_model(cls.__name__, __base__=cls, __module__=cls.__module__, **overrides)
     _resolve_cache[key] = resolved
     return resolved
+
+
+def _plain_field(finfo: Any) -> Any:
+    """A fresh ``Field`` with ``finfo``'s default and docs only.
+
+    Passing ``finfo`` itself to ``create_model`` would keep its old annotation and drop the new
+    union's ``discriminator``.
+    """
+    kwargs = {k: getattr(finfo, k) for k in ("description", "title", "examples", "json_schema_extra", "alias")
+              if getattr(finfo, k) is not None}
+    if finfo.default_factory is not None:
+        kwargs["default_factory"] = finfo.default_factory
+    elif not finfo.is_required():
+        kwargs["default"] = finfo.default
+    return Field(**kwargs)
 
 
 def _field_annotation(cls: type[BaseModel], fname: str) -> Any:
@@ -118,6 +152,8 @@ def _has_components(cls: type[BaseModel]) -> bool:
         if component_kind(ann) is not None:
             return True
         if get_origin(ann) is list and component_kind(get_args(ann)[0]) is not None:
+            return True
+        if _optional_component_kind(ann) is not None:
             return True
         if isinstance(ann, type) and issubclass(ann, BaseModel) and _has_components(ann):
             return True

@@ -22,7 +22,7 @@ from typing import Any, Callable
 from pydantic import BaseModel
 
 from .config import ComponentConfig, typed_config
-from .registry import KINDS, REGISTRY, Entry, Registry, RegistryError
+from .registry import KINDS, REGISTRY, Entry, PretrainedEntry, Registry, RegistryError
 
 GROUP = "xmodalzoo.plugins"
 CORE_PLUGIN = "xmodalzoo"
@@ -51,6 +51,7 @@ class Registrar:
         self.plugin = plugin
         self.distribution = distribution
         self.staged: list[Entry] = []
+        self.staged_pretrained: list[PretrainedEntry] = []
 
     def add(
         self,
@@ -77,6 +78,13 @@ class Registrar:
             Entry(kind, name, factory, typed_config(name, kind, config), self.plugin, self.distribution, doc)
         )
 
+    def add_pretrained(self, name: str, repo_id: str, method: str, revision: str | None = None,
+                       doc: str = "") -> None:
+        """Publish pretrained weights ``name`` (loadable with ``zoo.load(name)``) held at a Hub repo."""
+        if any(p.name == name for p in self.staged_pretrained):
+            raise RegistryError(f"plugin {self.plugin!r} registers pretrained {name!r} twice")
+        self.staged_pretrained.append(PretrainedEntry(name, repo_id, method, self.plugin, revision, doc))
+
     def commit(self, registry: Registry) -> None:
         """Add every staged entry, or none of them if any name is taken."""
         for e in self.staged:
@@ -87,8 +95,15 @@ class Registrar:
                     f"(distribution {existing.distribution}) and by plugin {e.plugin!r} "
                     f"(distribution {e.distribution})"
                 )
+        for p in self.staged_pretrained:
+            if p.name in registry.pretrained:
+                other = registry.pretrained[p.name]
+                raise RegistryError(f"pretrained {p.name!r} is registered twice: by plugin {other.plugin!r} "
+                                    f"and by plugin {p.plugin!r} (distribution {self.distribution})")
         for e in self.staged:
             registry.add(e)
+        for p in self.staged_pretrained:
+            registry.pretrained[p.name] = p
 
 
 _status: dict[str, PluginStatus] = {}
@@ -139,6 +154,7 @@ def discover(force: bool = False) -> None:
     if force:
         REGISTRY.entries = {k: {} for k in KINDS}
         REGISTRY.failed_plugins.clear()
+        REGISTRY.pretrained.clear()
         REGISTRY.version += 1
         _status.clear()
     from . import __version__

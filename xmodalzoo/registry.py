@@ -62,6 +62,18 @@ class Entry:
         return self.config.model_validate(data)
 
 
+@dataclass(frozen=True)
+class PretrainedEntry:
+    """A named set of published weights: a Hugging Face Hub repository holding a model folder."""
+
+    name: str
+    repo_id: str
+    method: str
+    plugin: str
+    revision: str | None = None
+    doc: str = ""
+
+
 @dataclass
 class Registry:
     """Holds entries by kind; lookups fail with suggestions."""
@@ -69,6 +81,8 @@ class Registry:
     entries: dict[str, dict[str, Entry]] = field(default_factory=lambda: {k: {} for k in KINDS})
     #: plugin name -> error message, for plugins that failed to load (filled by plugins.py)
     failed_plugins: dict[str, str] = field(default_factory=dict)
+    #: pretrained model name -> where its model folder is published
+    pretrained: dict[str, PretrainedEntry] = field(default_factory=dict)
     #: bumped on every change so resolved config classes can be cached
     version: int = 0
 
@@ -93,6 +107,8 @@ class Registry:
         for kind in self.entries.values():
             for name in [n for n, e in kind.items() if e.plugin == plugin]:
                 del kind[name]
+        for name in [n for n, e in self.pretrained.items() if e.plugin == plugin]:
+            del self.pretrained[name]
         self.version += 1
 
     def get(self, kind: str, name: str) -> Entry:

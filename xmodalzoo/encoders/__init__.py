@@ -1,9 +1,27 @@
-"""Image and text encoders shipped with the core."""
+"""Image and text encoders shipped with the core.
+
+Config classes and factories live in light modules; timm and transformers are imported only when an
+encoder is built, so importing xmodalzoo stays fast.
+"""
+from .augment import CaptionAugmentConfig
 from .base import EncoderOutput, ImageEncoder, TextEncoder, Tokenizer
+from .tokenizers import load_tokenizer
 
 
 def register_components(r) -> None:  # type: ignore[no-untyped-def]
-    """Encoders: filled in by the encoders module."""
+    """Image encoders ``timm``, ``regions``; text encoders ``bigru``, ``transformers``."""
+    from .bigru import BiGRUConfig, build_bigru
+    from .hf_text import TransformersTextConfig, build_transformers_text_encoder
+    from .regions import RegionEncoderConfig, build_region_encoder
+    from .timm_image import TimmImageEncoderConfig, build_timm_image_encoder
+
+    r.add("image_encoder", "timm", build_timm_image_encoder, TimmImageEncoderConfig)
+    r.add("image_encoder", "regions", build_region_encoder, RegionEncoderConfig)
+    r.add("text_encoder", "bigru", build_bigru, BiGRUConfig)
+    r.add("text_encoder", "transformers", build_transformers_text_encoder, TransformersTextConfig)
 
 
-__all__ = ["EncoderOutput", "ImageEncoder", "TextEncoder", "Tokenizer", "register_components"]
+__all__ = [
+    "CaptionAugmentConfig", "EncoderOutput", "ImageEncoder", "TextEncoder", "Tokenizer", "load_tokenizer",
+    "register_components",
+]

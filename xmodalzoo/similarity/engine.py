@@ -21,37 +21,58 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+#: blocks are at least this many rows and columns (unless the matrix is smaller): tiny blocks make
+#: BLAS switch to other kernels whose rounding differs, and a chunked result must equal the unchunked one
+MIN_BLOCK = 16
+
+
 @dataclass(frozen=True)
 class ChunkPlan:
-    """How a query × gallery product is split: blocks of ``rows`` queries × ``cols`` gallery items."""
+    """How a query × gallery product is split: blocks of ``rows`` queries × ``cols`` gallery items.
+
+    Every block has the same shape; the last block along an axis is shifted back to end at the
+    border (it overlaps its neighbour) rather than being smaller, so every score is computed by the
+    same kernel whatever the budget — on the CPU a chunked matrix equals the unchunked one bit for bit.
+    """
 
     rows: int
     cols: int
     pair_bytes: int
 
+    def spans(self, total: int, size: int) -> Iterator[tuple[int, int]]:
+        """(start, first_new) per block along one axis; the block is ``start:start+size``."""
+        done = 0
+        while done < total:
+            start = min(done, total - size)
+            yield start, done
+            done = start + size
+
     def blocks(self, n: int, m: int) -> Iterator[tuple[slice, slice]]:
-        for r in range(0, n, self.rows):
-            for c in range(0, m, self.cols):
-                yield slice(r, min(n, r + self.rows)), slice(c, min(m, c + self.cols))
+        for r, _ in self.spans(n, self.rows):
+            for c, _ in self.spans(m, self.cols):
+                yield slice(r, r + self.rows), slice(c, c + self.cols)
 
     @property
     def block_bytes(self) -> int:
         return self.rows * self.cols * self.pair_bytes
 
 
-def plan_chunks(n: int, m: int, pair_bytes: int, max_bytes: int) -> ChunkPlan:
-    """Largest blocks (whole gallery rows first) whose working memory fits in ``max_bytes``."""
+def plan_chunks(n: int, m: int, pair_bytes: int, max_bytes: int, min_block: int = MIN_BLOCK) -> ChunkPlan:
+    """Largest equal-shaped blocks (whole gallery rows first) whose working memory fits in ``max_bytes``."""
     if max_bytes <= 0:
         raise ValueError(f"max_bytes must be positive, got {max_bytes}")
+    n, m = max(n, 1), max(m, 1)
     pair_bytes = max(1, int(pair_bytes))
-    pairs = max(1, max_bytes // pair_bytes)
-    if pairs < 1 or pair_bytes > max_bytes:
+    min_rows, min_cols = min(n, min_block), min(m, min_block)
+    pairs = max_bytes // pair_bytes
+    if pairs < min_rows * min_cols:
         raise ValueError(
-            f"max_bytes={max_bytes} is smaller than the {pair_bytes} bytes one query-gallery pair needs"
+            f"max_bytes={max_bytes} is smaller than the {min_rows * min_cols * pair_bytes} bytes of the "
+            f"smallest block ({min_rows} × {min_cols} pairs at {pair_bytes} bytes per pair)"
         )
-    if pairs >= m:
-        return ChunkPlan(rows=max(1, min(n, pairs // max(m, 1))), cols=max(m, 1), pair_bytes=pair_bytes)
-    return ChunkPlan(rows=1, cols=pairs, pair_bytes=pair_bytes)
+    if pairs >= m * min_rows:
+        return ChunkPlan(rows=min(n, pairs // m), cols=m, pair_bytes=pair_bytes)
+    return ChunkPlan(rows=min_rows, cols=min(m, pairs // min_rows), pair_bytes=pair_bytes)
 
 
 def _prepared(
@@ -123,19 +144,17 @@ def topk(
         k = min(k, m)
         # the running top-k of a block row also lives in memory: count it as extra columns
         plan = plan_chunks(n, m + k, sim.pair_bytes(q, g), max_bytes)
-        cols = min(plan.cols, m)
+        plan = ChunkPlan(plan.rows, min(plan.cols, m), plan.pair_bytes)
         best_s = torch.empty(n, k, device=device)
         best_i = torch.empty(n, k, dtype=torch.long, device=device)
-        for r in range(0, n, plan.rows):
-            rows = slice(r, min(n, r + plan.rows))
-            run_s = torch.full((rows.stop - rows.start, 0), float("-inf"), device=device)
-            run_i = torch.empty((rows.stop - rows.start, 0), dtype=torch.long, device=device)
-            for c in range(0, m, cols):
-                block = sim(q[rows], g[c : c + cols]).float()
-                idx = torch.arange(c, c + block.shape[1], device=device).expand_as(block)
-                s_all = torch.cat([run_s, block], 1)
-                i_all = torch.cat([run_i, idx], 1)
-                run_s, run_i = stable_topk(s_all, i_all, k)
+        for r, r_new in plan.spans(n, plan.rows):
+            rows = slice(r, r + plan.rows)
+            run_s = torch.full((plan.rows, 0), float("-inf"), device=device)
+            run_i = torch.empty((plan.rows, 0), dtype=torch.long, device=device)
+            for c, c_new in plan.spans(m, plan.cols):
+                block = sim(q[rows], g[c : c + plan.cols]).float()[:, c_new - c :]  # skip overlapped columns
+                idx = torch.arange(c_new, c + plan.cols, device=device).expand_as(block)
+                run_s, run_i = stable_topk(torch.cat([run_s, block], 1), torch.cat([run_i, idx], 1), k)
             best_s[rows], best_i[rows] = run_s, run_i
         return best_s, best_i
     finally:

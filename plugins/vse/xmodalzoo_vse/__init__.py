@@ -1,4 +1,4 @@
-"""The VSE method plugin for xmodalzoo."""
+"""The VSE method plugin for xmodalzoo: the ``vse_pool`` head (mean/max/GPO) and the ``vse`` method."""
 from __future__ import annotations
 
 from xmodalzoo.plugins import Registrar
@@ -8,3 +8,8 @@ __version__ = "0.1.0"
 
 def register(r: Registrar) -> None:
     """Register VSE's components with the zoo."""
+    from .heads import VSEPoolConfig, build_vse_pool
+    from .method import VSEConfig, build_vse
+
+    r.add("head", "vse_pool", build_vse_pool, VSEPoolConfig)
+    r.add("method", "vse", build_vse, VSEConfig)

@@ -1,0 +1,127 @@
+"""Similarity engine vs. a per-query loop, at the COCO 5K shape (5,000 × 25,000, D = 1024).
+
+For every case (cosine here; plugins add theirs in ``benchmarks/similarity_cases_*.py``) this prints
+the time of the engine (full score matrix in memory-bounded blocks + a full stable ranking of each
+row, on the chosen device) and of the per-query loop the official repositories use (one query at a
+time: its scores against the whole gallery, then an argsort), the loop timed on a subset of queries
+and extrapolated to all of them, their ratio, and the peak memory of each (GPU: max allocated;
+CPU: peak resident set size of a fresh process per measurement).
+
+    python benchmarks/similarity_engine.py                     # all cases, COCO 5K shape
+    python benchmarks/similarity_engine.py --cases cosine --n 1000 --m 5000
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from xmodalzoo.embeddings import PointEmbedding
+from xmodalzoo.similarity import Cosine, argsort_desc, similarity_matrix
+
+HERE = Path(__file__).resolve().parent
+
+
+def build_cosine(n: int, m: int, d: int, device: torch.device) -> tuple[Any, Any, Any]:
+    g = torch.Generator().manual_seed(0)
+    q = torch.nn.functional.normalize(torch.randn(n, d, generator=g), dim=-1)
+    x = torch.nn.functional.normalize(torch.randn(m, d, generator=g), dim=-1)
+    return Cosine(), PointEmbedding(q.to(device)), PointEmbedding(x.to(device))
+
+
+def loop_cosine(sim: Any, query: Any, gallery: Any, n_queries: int) -> None:
+    """The official repositories' evaluation: for q in queries: scores = q @ gallery.T; argsort."""
+    g = gallery.vectors
+    for i in range(n_queries):
+        scores = query.vectors[i : i + 1] @ g.t()
+        torch.argsort(scores[0], descending=True)
+
+
+def all_cases() -> dict[str, dict[str, Callable[..., Any]]]:
+    cases: dict[str, dict[str, Callable[..., Any]]] = {"cosine": {"build": build_cosine, "loop": loop_cosine}}
+    for path in sorted(HERE.glob("similarity_cases_*.py")):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        cases.update(module.CASES)
+    return cases
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(case: str, mode: str, args: argparse.Namespace) -> dict[str, float]:
+    """Run one measurement in this process and report seconds and peak bytes."""
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    spec = all_cases()[case]
+    sim, q, g = spec["build"](args.n, args.m, args.d, device)
+    sim = sim.to(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    sync(device)
+    t0 = time.perf_counter()
+    if mode == "engine":
+        scores = similarity_matrix(sim, q, g, max_bytes=args.max_bytes, device=device, out_device=device)
+        argsort_desc(scores, chunk_rows=max(1, args.max_bytes // (args.m * 8)))
+        queries = args.n
+    else:
+        queries = min(args.n, args.loop_queries)
+        with torch.no_grad():
+            spec["loop"](sim.eval(), q, g, queries)
+    sync(device)
+    seconds = time.perf_counter() - t0
+    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss0)
+    return {"seconds": seconds, "queries": queries, "peak_bytes": peak}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", default="all", help="comma-separated case names, or all")
+    ap.add_argument("--n", type=int, default=5000, help="queries (images)")
+    ap.add_argument("--m", type=int, default=25000, help="gallery items (captions)")
+    ap.add_argument("--d", type=int, default=1024)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--max-bytes", type=int, default=1 << 30, help="engine working-memory budget per block")
+    ap.add_argument("--loop-queries", type=int, default=200, help="queries the loop baseline is timed on")
+    ap.add_argument("--worker", nargs=2, metavar=("CASE", "MODE"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(measure(args.worker[0], args.worker[1], args)))
+        return
+    names = list(all_cases()) if args.cases == "all" else args.cases.split(",")
+    print(f"shape: {args.n} queries × {args.m} gallery, D = {args.d}, device {args.device}, "
+          f"engine budget {args.max_bytes / 2**20:.0f} MiB, torch threads {torch.get_num_threads()}")
+    header = f"{'case':<14}{'engine s':>10}{'loop s (extrap.)':>18}{'ratio':>8}{'engine peak MiB':>17}{'loop peak MiB':>15}"
+    print(header)
+    for name in names:
+        res = {}
+        for mode in ("engine", "loop"):
+            cmd = [sys.executable, __file__, "--worker", name, mode, "--n", str(args.n), "--m", str(args.m),
+                   "--d", str(args.d), "--device", args.device, "--max-bytes", str(args.max_bytes),
+                   "--loop-queries", str(args.loop_queries)]
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode:
+                sys.exit(f"{name}/{mode} failed:\n{out.stderr}")
+            res[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+        loop_full = res["loop"]["seconds"] * args.n / res["loop"]["queries"]
+        print(f"{name:<14}{res['engine']['seconds']:>10.2f}{loop_full:>18.2f}"
+              f"{loop_full / res['engine']['seconds']:>8.1f}{res['engine']['peak_bytes'] / 2**20:>17.0f}"
+              f"{res['loop']['peak_bytes'] / 2**20:>15.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

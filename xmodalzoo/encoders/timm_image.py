@@ -1,0 +1,97 @@
+"""Image encoder wrapping any timm model: its pooled feature plus its grid cells / tokens."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from pydantic import Field
+
+from ..config import ComponentConfig
+from .base import EncoderOutput, ImageEncoder
+from .transforms import ImageTransformConfig, build_image_transform
+
+
+class TimmImageEncoderConfig(ComponentConfig):
+    """Options of the timm image encoder."""
+
+    model: str = Field("resnet18", description="timm model name (timm.list_models() lists them)")
+    pretrained: bool = Field(False, description="load timm's pretrained weights (downloads unless cached)")
+    checkpoint: str | None = Field(None, description="local weights file loaded into the backbone")
+    image_size: int = Field(224, gt=0, description="side of the square input image")
+    transform: ImageTransformConfig = Field(default_factory=ImageTransformConfig,
+                                            description="training augmentation and eval resizing")
+
+
+class TimmImageEncoder(ImageEncoder):
+    """``pooled`` = the model's global pooling (B, C); ``local`` = feature map cells or tokens (B, L, C)."""
+
+    def __init__(self, cfg: TimmImageEncoderConfig) -> None:
+        super().__init__()
+        import timm
+
+        if not timm.is_model(cfg.model):
+            close = timm.list_models(f"*{cfg.model}*")[:5]
+            hint = f" Similar names: {', '.join(close)}." if close else ""
+            raise ValueError(f"unknown timm model {cfg.model!r}.{hint}")
+        self.cfg = cfg
+        self.backbone = timm.create_model(cfg.model, pretrained=cfg.pretrained, num_classes=0)
+        patch_embed = getattr(self.backbone, "patch_embed", None)
+        if patch_embed is not None and tuple(getattr(patch_embed, "img_size", ())) != (cfg.image_size,) * 2:
+            # transformers fix their position embeddings to one image size
+            self.backbone = timm.create_model(cfg.model, pretrained=cfg.pretrained, num_classes=0,
+                                              img_size=cfg.image_size)
+        if cfg.checkpoint is not None:
+            load_backbone_checkpoint(self.backbone, cfg.checkpoint)
+        self.local_dim = self.input_dim = int(self.backbone.num_features)
+        self.pooled_dim = int(getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features)
+        self.data_config = timm.data.resolve_model_data_config(self.backbone)
+
+    def forward(self, images: torch.Tensor) -> EncoderOutput:
+        if images.dim() != 4:
+            raise ValueError(f"timm image encoder expects images (B, 3, H, W), got shape {tuple(images.shape)}")
+        feats = self.backbone.forward_features(images)
+        pooled = self.backbone.forward_head(feats, pre_logits=True)
+        if feats.dim() == 4:
+            channels_last = str(getattr(self.backbone, "output_fmt", "NCHW")) == "NHWC"
+            local = feats.flatten(1, 2) if channels_last else feats.flatten(2).transpose(1, 2)
+        elif feats.dim() == 3:
+            local = feats
+        else:
+            raise ValueError(f"{self.cfg.model}: unexpected feature shape {tuple(feats.shape)}")
+        mask = torch.ones(local.shape[:2], dtype=torch.bool, device=local.device)
+        return EncoderOutput(pooled=pooled, local=local, mask=mask)
+
+    def transform(self, train: bool) -> Callable[[Any], torch.Tensor]:
+        """PIL image -> (3, image_size, image_size) tensor normalised with the model's mean/std."""
+        return build_image_transform(
+            self.cfg.transform, self.cfg.image_size, train,
+            mean=self.data_config["mean"], std=self.data_config["std"],
+            interpolation=self.data_config.get("interpolation", "bicubic"),
+        )
+
+    def backbone_parameters(self) -> list[str]:
+        return ["backbone"]
+
+
+def load_backbone_checkpoint(model: torch.nn.Module, path: str | Path) -> None:
+    """Load a local weights file (.pth/.pt/.safetensors) into ``model``; classifier weights are ignored.
+
+    Raises if a backbone weight is missing from the file, naming the first missing keys.
+    """
+    from timm.models import load_state_dict
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image encoder checkpoint {path} not found")
+    state = load_state_dict(str(path))
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    missing, _unexpected = model.load_state_dict(state, strict=False)
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise ValueError(f"{path}: {len(missing)} backbone weights missing from the checkpoint: {shown}")
+
+
+def build_timm_image_encoder(cfg: TimmImageEncoderConfig, **_: Any) -> TimmImageEncoder:
+    """Any timm model as image encoder (pooled feature + feature-map cells / tokens)."""
+    return TimmImageEncoder(cfg)

@@ -1,0 +1,17 @@
+"""Evaluation: retrieval metrics, protocols (full / COCO 1K / COCO 5K), encoding and the eval loop."""
+from .config import EvalConfig
+from .encode import encode_captions, encode_images, resolve_device
+from .evaluate import RetrievalTargets, evaluate, evaluate_embeddings, fold_metrics
+from .metrics import (
+    first_positive_ranks, hamming_distances, nan_mean_percent, pmrp, r_precision_map_at_r, recall_summary,
+    single_positive_ranks,
+)
+from .protocols import PROTOCOLS, Fold, protocol_folds
+from .report import results_table, write_results
+
+__all__ = [
+    "EvalConfig", "Fold", "PROTOCOLS", "RetrievalTargets", "encode_captions", "encode_images", "evaluate",
+    "evaluate_embeddings", "first_positive_ranks", "fold_metrics", "hamming_distances", "nan_mean_percent",
+    "pmrp", "protocol_folds", "r_precision_map_at_r", "recall_summary", "resolve_device", "results_table",
+    "single_positive_ranks", "write_results",
+]

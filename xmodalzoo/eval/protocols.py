@@ -1,0 +1,91 @@
+"""Evaluation protocols: which images and captions form each evaluation fold.
+
+* ``full``: the whole split, one fold;
+* ``coco1k``: folds of 1,000 consecutive images (images ``f*1000:(f+1)*1000``) with their captions,
+  as many as fit (5 on the COCO 5K test split); the metrics are averaged over the folds;
+* ``coco5k``: the first 5,000 images with their captions (the whole COCO test split), one fold.
+
+Captions of a fold are the captions of its images, in file order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+PROTOCOLS = ("full", "coco1k", "coco5k")
+COCO_1K_FOLD_IMAGES = 1000
+COCO_5K_IMAGES = 5000
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One evaluation fold: dataset indices of its images and of their captions (both sorted)."""
+
+    image_index: np.ndarray
+    caption_index: np.ndarray
+
+    @property
+    def num_images(self) -> int:
+        return int(len(self.image_index))
+
+    @property
+    def num_captions(self) -> int:
+        return int(len(self.caption_index))
+
+
+def check_caption_to_image(caption_to_image: np.ndarray, num_images: int) -> np.ndarray:
+    """``caption_to_image`` as a 1-d int64 array with values in ``[0, num_images)``; raises otherwise."""
+    c2i = np.asarray(caption_to_image)
+    if c2i.ndim != 1 or (c2i.size and not np.issubdtype(c2i.dtype, np.integer)):
+        raise ValueError(f"caption_to_image must be a 1-d integer array, got shape {c2i.shape} dtype {c2i.dtype}")
+    c2i = c2i.astype(np.int64)
+    if c2i.size and (c2i.min() < 0 or c2i.max() >= num_images):
+        raise ValueError(
+            f"caption_to_image values must lie in [0, {num_images}) (the number of images), "
+            f"got [{c2i.min()}, {c2i.max()}]"
+        )
+    return c2i
+
+
+def image_range_fold(start: int, stop: int, caption_to_image: np.ndarray) -> Fold:
+    """The fold of images ``start:stop`` and every caption of those images."""
+    c2i = np.asarray(caption_to_image)
+    captions = np.flatnonzero((c2i >= start) & (c2i < stop)).astype(np.int64)
+    return Fold(np.arange(start, stop, dtype=np.int64), captions)
+
+
+def protocol_folds(
+    protocol: str,
+    caption_to_image: np.ndarray,
+    num_images: int,
+    *,
+    fold_size: int = COCO_1K_FOLD_IMAGES,
+    coco5k_images: int = COCO_5K_IMAGES,
+) -> list[Fold]:
+    """The folds of ``protocol`` for a split with ``num_images`` images.
+
+    ``fold_size`` (1,000) and ``coco5k_images`` (5,000) are parameters only so tests can shrink them.
+    """
+    c2i = check_caption_to_image(caption_to_image, num_images)
+    if protocol == "full":
+        return [image_range_fold(0, num_images, c2i)]
+    if protocol == "coco1k":
+        if num_images < fold_size:
+            raise ValueError(
+                f"protocol coco1k needs at least {fold_size} images (folds of {fold_size}); "
+                f"this split has {num_images}"
+            )
+        return [image_range_fold(f * fold_size, (f + 1) * fold_size, c2i) for f in range(num_images // fold_size)]
+    if protocol == "coco5k":
+        if num_images < coco5k_images:
+            raise ValueError(
+                f"protocol coco5k needs at least {coco5k_images} images (the COCO 5K test split); "
+                f"this split has {num_images}"
+            )
+        return [image_range_fold(0, coco5k_images, c2i)]
+    raise ValueError(f"unknown evaluation protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+
+
+__all__ = ["PROTOCOLS", "COCO_1K_FOLD_IMAGES", "COCO_5K_IMAGES", "Fold", "check_caption_to_image",
+           "image_range_fold", "protocol_folds"]

@@ -1,0 +1,5 @@
+"""Model folders, pretrained names and loading (local folders or the Hugging Face Hub)."""
+from .folder import load_model, save_model
+from .pretrained import get_pretrained, list_pretrained
+
+__all__ = ["load_model", "save_model", "get_pretrained", "list_pretrained"]

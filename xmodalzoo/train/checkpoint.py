@@ -1,0 +1,103 @@
+"""Atomic checkpoints: weights in safetensors, optimizer/scheduler/scaler/RNG state beside them."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+WEIGHTS = "weights.safetensors"
+STATE = "train_state.pt"
+META = "meta.json"
+
+
+def atomic_dir(final: Path) -> Path:
+    """A fresh temporary directory next to ``final`` (move it in place with :func:`commit_dir`)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+
+
+def commit_dir(tmp: Path, final: Path) -> None:
+    """Replace ``final`` by ``tmp``; a reader never sees a half-written directory."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def state_dict_for_save(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
+    """One flat dict ``{prefix.name: tensor}`` (shared storage cloned, as safetensors requires)."""
+    out: dict[str, torch.Tensor] = {}
+    for prefix, module in modules.items():
+        for k, v in module.state_dict().items():
+            out[f"{prefix}.{k}"] = v.detach().cpu().clone().contiguous()
+    return out
+
+
+def load_weights(path: Path, modules: dict[str, nn.Module], strict: bool = True) -> None:
+    from safetensors.torch import load_file
+
+    flat = load_file(str(path))
+    for prefix, module in modules.items():
+        sub = {k[len(prefix) + 1 :]: v for k, v in flat.items() if k.startswith(prefix + ".")}
+        module.load_state_dict(sub, strict=strict)
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(directory: Path, modules: dict[str, nn.Module], train_state: dict[str, Any],
+                    meta: dict[str, Any]) -> None:
+    """Write weights, training state and metadata into ``directory`` atomically."""
+    from safetensors.torch import save_file
+
+    tmp = atomic_dir(directory)
+    try:
+        save_file(state_dict_for_save(modules), str(tmp / WEIGHTS))
+        torch.save({**train_state, "rng": rng_state()}, tmp / STATE)
+        (tmp / META).write_text(json.dumps(meta, indent=2, default=str))
+        commit_dir(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load_checkpoint(directory: Path, modules: dict[str, nn.Module]) -> dict[str, Any]:
+    """Load weights into ``modules`` and return the training state (RNG not yet restored)."""
+    load_weights(directory / WEIGHTS, modules)
+    # our own file: optimizer states hold plain tensors and python containers
+    return torch.load(directory / STATE, map_location="cpu", weights_only=False)

@@ -1,0 +1,335 @@
+"""The one trainer every method uses: build from a recipe, fit, checkpoint, resume, select on val, test once."""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.batch import Batch
+from ..losses.base import LossContext
+from ..method import Method, build, build_loss
+from . import distributed as D
+from .checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
+from .optim import apply_freeze, build_optimizer, check_patterns
+from .schedule import build_scheduler
+
+LAST = "checkpoints/last"
+BEST = "checkpoints/best"
+MODEL = "model"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the message says where and what was kept."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str, info: D.DistInfo | None = None) -> torch.device:
+    """``auto`` picks CUDA when present (this process's local GPU under torchrun), else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and info is not None and info.enabled:
+        name = f"cuda:{info.local_rank}"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError(f"device {name!r} was asked for but CUDA is not available; use device: auto or cpu")
+    return torch.device(name)
+
+
+def next_run_dir(output_dir: Path, name: str) -> Path:
+    """``output_dir/name``, or ``name-2``, ``name-3``... when taken."""
+    path = output_dir / name
+    n = 2
+    while path.exists():
+        path = output_dir / f"{name}-{n}"
+        n += 1
+    return path
+
+
+def find_resumable(output_dir: Path, name: str) -> Path | None:
+    """The most recently written unfinished run of ``name`` that has a checkpoint."""
+    candidates = [p for p in output_dir.glob(f"{name}*") if (p / LAST).is_dir() and not (p / "DONE").exists()]
+    candidates = [p for p in candidates if p.name == name or p.name[len(name):].lstrip("-").isdigit()]
+    return max(candidates, key=lambda p: (p / LAST).stat().st_mtime, default=None)
+
+
+class Trainer:
+    """Trains ``recipe.method`` on ``recipe.data`` as ``recipe.train`` says.
+
+    Writes into ``run_dir``: ``recipe.resolved.yaml`` and ``environment.json``, ``metrics.jsonl``
+    (one line per logged step and per epoch), ``checkpoints/last`` (every epoch, atomically),
+    ``checkpoints/best`` (best validation RSUM), ``model/`` (the best weights as a model folder),
+    ``eval_results.json`` (the test split, evaluated once at the end).
+    """
+
+    def __init__(self, recipe: Any, run_dir: Path, *, resume: bool = False, progress: bool = True,
+                 argv: list[str] | None = None, console: Any = None) -> None:
+        self.recipe = recipe
+        self.cfg = recipe.train
+        self.run_dir = Path(run_dir)
+        self.resume = resume
+        self.progress = progress
+        self.argv = argv if argv is not None else sys.argv
+        self.dist = D.init_distributed(self.cfg.device)
+        self.device = resolve_device(self.cfg.device, self.dist)
+        if console is None:
+            from rich.console import Console
+
+            console = Console(stderr=True, quiet=not self.dist.is_main)
+        self.console = console
+
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        r, cfg = self.recipe, self.cfg
+        seed_everything(r.seed)
+        self.train_data = build("dataset", r.data, split="train")
+        self.val_data = build("dataset", r.data, split="val")
+        self.method: Method = build("method", r.method, train_captions=list(self.train_data.captions))
+        self.loss: nn.Module = build_loss(r.method)
+        self.method.to(self.device)
+        self.loss.to(self.device)
+        self.forward = torch.compile(self.method) if cfg.compile else self.method
+        self.named = [(n, p) for n, p in self.method.named_parameters()]
+        self.named += [(f"loss.{n}", p) for n, p in self.loss.named_parameters()]
+        names = [n for n, _ in self.named]
+        check_patterns(names, [g.pattern for g in cfg.param_groups], "train.param_groups")
+        check_patterns(names, [f.pattern for f in cfg.freeze], "train.freeze")
+        self.optimizer = build_optimizer(self.named, cfg.optimizer, cfg.param_groups)
+
+        from ..data.loader import build_train_loader, check_compatible
+
+        check_compatible(self.train_data, getattr(self.method.image_encoder, "input_kind", None))
+        self.sampler = build("sampler", cfg.sampler, dataset=self.train_data, batch_size=cfg.batch_size, seed=r.seed)
+        local = self.sampler.shard(self.dist.rank, self.dist.world_size) if self.dist.enabled else self.sampler
+        self.loader = build_train_loader(
+            self.train_data, local, image_transform=self.method.image_transform(train=True),
+            tokenizer=self.method.tokenizer, num_workers=cfg.num_workers,
+            on_error=getattr(r.data, "on_error", "raise"),
+        )
+        batches = len(self.sampler)
+        if cfg.max_steps_per_epoch is not None:
+            batches = min(batches, cfg.max_steps_per_epoch * cfg.grad_accum)
+        self.batches_per_epoch = batches
+        self.steps_per_epoch = max(1, batches // cfg.grad_accum)
+        self.scheduler = build_scheduler(self.optimizer, cfg.scheduler, self.steps_per_epoch, cfg.epochs)
+        amp = cfg.precision != "fp32" and self.device.type == "cuda"
+        if cfg.precision != "fp32" and not amp:
+            self.console.print(f"[yellow]precision {cfg.precision} needs CUDA; training in fp32 on {self.device}")
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision) if amp else None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
+        self.epoch, self.step, self.best_rsum, self.best_epoch = 0, 0, -math.inf, -1
+        self.history: list[dict[str, Any]] = []
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"method": self.method, "loss": self.loss}
+
+    # ----------------------------------------------------------- checkpoints
+    def save_last(self) -> None:
+        if not self.dist.is_main:
+            return
+        state = {
+            "epoch": self.epoch, "step": self.step, "best_rsum": self.best_rsum, "best_epoch": self.best_epoch,
+            "history": self.history, "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+        }
+        meta = {"epoch": self.epoch, "step": self.step, "best_rsum": self.best_rsum}
+        save_checkpoint(self.run_dir / LAST, self.modules(), state, meta)
+
+    def restore(self) -> bool:
+        """Load ``checkpoints/last`` if present; returns whether training resumes from it."""
+        path = self.run_dir / LAST
+        if not path.is_dir():
+            return False
+        state = load_checkpoint(path, self.modules())
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch = state["epoch"] + 1
+        self.step, self.best_rsum, self.best_epoch = state["step"], state["best_rsum"], state["best_epoch"]
+        self.history = state["history"]
+        from .checkpoint import set_rng_state
+
+        set_rng_state(state["rng"])
+        self.console.print(f"resuming {self.run_dir} at epoch {self.epoch + 1} (step {self.step})")
+        return True
+
+    # ---------------------------------------------------------------- logging
+    def log(self, record: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record, default=float) + "\n")
+
+    # ---------------------------------------------------------------- training
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        """One micro-batch: forward, loss over the (global) batch, backward."""
+        batch = batch.to(self.device, non_blocking=True)
+        autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype)
+                    if self.amp_dtype is not None else contextlib.nullcontext())
+        bm = self.method.batch_module
+        if bm is not None and hasattr(bm, "warmup_steps"):
+            bm.active = self.step >= bm.warmup_steps
+        with autocast:
+            img, txt, extras = self.forward(batch)
+            positives = batch.positives()
+            if self.dist.enabled:
+                img = D.gather_embedding(img, self.dist.world_size)
+                txt = D.gather_embedding(txt, self.dist.world_size)
+                positives = D.gather_positives(batch, self.dist.world_size)
+            ctx = LossContext(positives, self.method.similarity, self.epoch, self.step, extras)
+            out = self.loss(img, txt, ctx)
+        loss = out.loss.float()
+        if not torch.isfinite(loss):
+            kept = self.run_dir / LAST if (self.run_dir / LAST).exists() else None
+            raise TrainingError(
+                f"non-finite loss ({loss.item()}) at step {self.step + 1} (epoch {self.epoch + 1}); "
+                f"training stopped. "
+                + (f"The last good checkpoint is kept at {kept}." if kept else "No checkpoint was written yet.")
+                + " Lower the learning rate, enable grad_clip, or use fp32."
+            )
+        self.scaler.scale(loss / self.cfg.grad_accum).backward()
+        terms = {k: float(v) for k, v in out.terms.items()}
+        return {"loss": float(loss), **terms, "_n": int(batch.texts.ids.shape[0])}
+
+    def optimizer_step(self) -> None:
+        params = [p for _, p in self.named if p.grad is not None]
+        if self.dist.enabled:
+            D.all_reduce_grads(params, self.dist.world_size)
+        self.scaler.unscale_(self.optimizer)
+        if self.cfg.grad_clip is not None and params:
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+
+    def train_epoch(self) -> dict[str, float]:
+        self.method.train()
+        self.loss.train()
+        frozen = apply_freeze(self.named, self.cfg.freeze, self.epoch)
+        if frozen and self.epoch == 0 or (frozen and self.epoch > 0 and not self.history[-1].get("frozen")):
+            self.console.print(f"epoch {self.epoch + 1}: {len(frozen)} parameter tensors frozen")
+        self.sampler.set_epoch(self.epoch)
+        if self.loader.batch_sampler is not self.sampler and hasattr(self.loader.batch_sampler, "set_epoch"):
+            self.loader.batch_sampler.set_epoch(self.epoch)
+        totals: dict[str, float] = {}
+        count, seen, t0 = 0, 0, time.perf_counter()
+        window: list[dict[str, float]] = []
+        progress = self._progress()
+        task = progress.add_task(f"epoch {self.epoch + 1}/{self.cfg.epochs}", total=self.steps_per_epoch, info="")
+        self.optimizer.zero_grad(set_to_none=True)
+        with progress:
+            for i, batch in enumerate(self.loader):
+                if i >= self.steps_per_epoch * self.cfg.grad_accum:
+                    break
+                logs = self.train_step(batch)
+                seen += logs.pop("_n") * self.dist.world_size
+                window.append(logs)
+                if (i + 1) % self.cfg.grad_accum:
+                    continue
+                self.optimizer_step()
+                step_logs = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
+                window.clear()
+                for k, v in step_logs.items():
+                    totals[k] = totals.get(k, 0.0) + v
+                count += 1
+                rate = seen / max(1e-9, time.perf_counter() - t0)
+                lr = self.optimizer.param_groups[-1]["lr"]
+                progress.update(task, advance=1, info=f"loss {step_logs['loss']:.4f}  lr {lr:.2e}  {rate:.0f} samples/s")
+                if self.step % self.cfg.log_every == 0 or count == 1:
+                    self.log({"kind": "step", "epoch": self.epoch + 1, "step": self.step, "lr": lr,
+                              "samples_per_s": rate, **step_logs})
+        means = {k: v / max(1, count) for k, v in totals.items()}
+        means["samples_per_s"] = seen / max(1e-9, time.perf_counter() - t0)
+        means["frozen"] = len(frozen)
+        return means
+
+    def _progress(self) -> Any:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        return Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"), console=self.console, transient=False,
+            disable=not (self.progress and self.dist.is_main),
+        )
+
+    # -------------------------------------------------------------- evaluation
+    def validate(self) -> dict[str, Any]:
+        from ..eval.evaluate import evaluate
+
+        results = evaluate(self.method, self.val_data, self.recipe.eval, protocols=["full"],
+                           progress=self.progress and self.dist.is_main)
+        return results
+
+    def fit(self) -> dict[str, Any]:
+        """Train all epochs (resuming if asked), then evaluate the best weights on the test split once."""
+        self.setup()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            from ..recipe.record import write_run_record
+
+            write_run_record(self.run_dir, self.recipe, self.argv, str(self.device))
+        if self.resume:
+            self.restore()
+        for epoch in range(self.epoch, self.cfg.epochs):
+            self.epoch = epoch
+            train_logs = self.train_epoch()
+            record: dict[str, Any] = {"kind": "epoch", "epoch": epoch + 1, "step": self.step, **train_logs}
+            last = epoch + 1 == self.cfg.epochs
+            if (epoch + 1) % self.cfg.eval_every == 0 or last:
+                if self.dist.is_main:
+                    val = self.validate()["full"]
+                    record.update({f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))})
+                    if val["rsum"] > self.best_rsum:
+                        self.best_rsum, self.best_epoch = val["rsum"], epoch + 1
+                        save_checkpoint(self.run_dir / BEST, {"method": self.method}, {}, {"epoch": epoch + 1, "val": val})
+                    self.console.print(
+                        f"epoch {epoch + 1}: loss {train_logs.get('loss', float('nan')):.4f}  "
+                        f"val RSUM {val['rsum']:.1f} (best {self.best_rsum:.1f} @ epoch {self.best_epoch})"
+                    )
+                D.barrier()
+            self.history.append(record)
+            self.log(record)
+            self.save_last()
+            D.barrier()
+        results = self.finish() if self.dist.is_main else {}
+        D.barrier()
+        return results
+
+    def finish(self) -> dict[str, Any]:
+        """Load the best validation weights, export the model folder, evaluate the test split once."""
+        from ..eval.evaluate import evaluate
+        from ..eval.report import results_table, write_results
+        from ..hub.folder import save_model
+        from .checkpoint import load_weights
+
+        if (self.run_dir / BEST).is_dir():
+            load_weights(self.run_dir / BEST / "weights.safetensors", {"method": self.method})
+        test_data = build("dataset", self.recipe.data, split="test")
+        results = evaluate(self.method, test_data, self.recipe.eval, progress=self.progress)
+        results.setdefault("meta", {}).update(
+            {"split": "test", "best_epoch": self.best_epoch, "best_val_rsum": self.best_rsum}
+        )
+        write_results(results, self.run_dir / "eval_results.json")
+        save_model(self.method, self.run_dir / MODEL, card={
+            "name": self.recipe.name or self.run_dir.name, "load_name": str(self.run_dir / MODEL),
+            "results": {k: v for k, v in results.items() if k != "meta"},
+            "recipe": (self.run_dir / "recipe.resolved.yaml").read_text()
+            if (self.run_dir / "recipe.resolved.yaml").exists() else None,
+        })
+        (self.run_dir / "DONE").write_text(json.dumps({"best_epoch": self.best_epoch}))
+        self.console.print(results_table(results, title=f"{self.recipe.name or 'run'}: test split"))
+        return results
