@@ -3,6 +3,17 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import build_component, info, list_components, list_methods, plugins  # noqa: E402
+from .api import (  # noqa: E402
+    build_component,
+    info,
+    list_components,
+    list_methods,
+    load_recipe,
+    plugins,
+    validate_recipe,
+)
 
-__all__ = ["__version__", "build_component", "info", "list_components", "list_methods", "plugins"]
+__all__ = [
+    "__version__", "build_component", "info", "list_components", "list_methods", "load_recipe", "plugins",
+    "validate_recipe",
+]

@@ -1,7 +1,8 @@
 """The public Python API: listing, inspecting and building registered components."""
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Sequence
 
 from .plugins import PluginStatus, discover, plugin_status
 from .registry import KINDS, REGISTRY, Entry
@@ -31,10 +32,31 @@ def info(name: str, kind: str | None = None) -> list[Entry]:
         return [REGISTRY.get(kind, name)]
     found = REGISTRY.find(name)
     if not found:
+        import difflib
+
         from .registry import RegistryError
 
-        raise RegistryError(REGISTRY.unknown_message("method", name).replace("unknown method", "unknown component"))
+        names = sorted({n for kind in REGISTRY.entries.values() for n in kind})
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        failed = (f" Plugins that failed to load: {', '.join(REGISTRY.failed_plugins)}."
+                  if REGISTRY.failed_plugins else "")
+        raise RegistryError(f"unknown component {name!r}.{hint} See 'zoo list components'.{failed}")
     return found
+
+
+def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Any:
+    """Read, merge, override and validate a recipe YAML file (see :mod:`xmodalzoo.recipe`)."""
+    from .recipe import load_recipe as _load_recipe
+
+    return _load_recipe(path, overrides)
+
+
+def validate_recipe(data: dict[str, Any], source: str = "<recipe>") -> Any:
+    """Validate a recipe mapping; problems raise ``RecipeError`` with one message each."""
+    from .recipe import validate_recipe as _validate_recipe
+
+    return _validate_recipe(data, source)
 
 
 def build_component(kind: str, cfg: Any, **context: Any) -> Any:
@@ -44,4 +66,7 @@ def build_component(kind: str, cfg: Any, **context: Any) -> Any:
     return build(kind, cfg, **context)
 
 
-__all__ = ["KINDS", "build_component", "info", "list_components", "list_methods", "plugins"]
+__all__ = [
+    "KINDS", "build_component", "info", "list_components", "list_methods", "load_recipe", "plugins",
+    "validate_recipe",
+]

@@ -113,6 +113,42 @@ class Method(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    @torch.no_grad()
+    def embed_images(self, images: Sequence[Any], batch_size: int = 64) -> Embedding:
+        """Embeddings of raw images (PIL images, or feature arrays for region encoders), in eval mode."""
+        from .embeddings import Embedding as _E
+
+        was = self.training
+        self.eval()
+        transform = self.image_transform(train=False)
+        parts = []
+        for i in range(0, len(images), batch_size):
+            x = torch.stack([transform(im) for im in images[i : i + batch_size]]).to(self.device)
+            parts.append(self.encode_image(x).detach().cpu())
+        self.train(was)
+        return _E.cat(parts)
+
+    @torch.no_grad()
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 256) -> Embedding:
+        """Embeddings of captions, in eval mode."""
+        from .embeddings import Embedding as _E
+
+        was = self.training
+        self.eval()
+        parts = [self.encode_text(self.tokenize(texts[i : i + batch_size]).to(self.device)).detach().cpu()
+                 for i in range(0, len(texts), batch_size)]
+        self.train(was)
+        return _E.cat(parts)
+
+    @torch.no_grad()
+    def search(self, query: Embedding, gallery: Embedding, k: int = 10, *, max_bytes: int | None = None,
+               seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores and indices (N, k) of the best gallery items per query, through the chunked engine."""
+        from .similarity.engine import DEFAULT_MAX_BYTES, topk
+
+        return topk(self.similarity, query, gallery, k, max_bytes=max_bytes or DEFAULT_MAX_BYTES,
+                    device=self.device, seed=seed)
+
 
 def build_method(
     cfg: MethodConfig,

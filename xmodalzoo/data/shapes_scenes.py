@@ -6,8 +6,6 @@ attribute codes, in the order of :data:`ATTRIBUTES`; absent object slots hold ``
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "diamond")
 COLOURS: tuple[str, ...] = ("red", "orange", "yellow", "green", "blue", "purple")
@@ -55,43 +53,51 @@ def count_objects(objects: np.ndarray) -> np.ndarray:
     return (objects[..., SHAPE] >= 0).sum(axis=1).astype(np.int64)
 
 
-def shape_mask(shape: int, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def shape_mask(shape: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Pixels inside ``shape`` at object-frame coordinates (u right, v down; the shape spans ~[-1, 1])."""
-    au, av = u.abs(), v.abs()
+    au, av = np.abs(u), np.abs(v)
     name = SHAPES[shape]
     if name == "circle":
         return u * u + v * v <= 0.95**2
     if name == "square":
-        return torch.maximum(au, av) <= 0.78
+        return np.maximum(au, av) <= 0.78
     if name == "diamond":
         return au + av <= 1.0
     if name == "triangle":  # apex up
         return (v <= 0.72) & (au <= 0.95 * (v + 1.0) / 1.72)
     if name == "cross":
-        return (torch.minimum(au, av) <= 0.3) & (torch.maximum(au, av) <= 0.95)
+        return (np.minimum(au, av) <= 0.3) & (np.maximum(au, av) <= 0.95)
     if name == "star":  # five points, one pointing up
-        return _star_mask(u, v, inner=0.45)
+        return _star_mask(u, v, inner=0.5)
     raise ValueError(f"no mask for shape {shape}")
 
 
-def _star_mask(u: torch.Tensor, v: torch.Tensor, inner: float) -> torch.Tensor:
+def _star_mask(u: np.ndarray, v: np.ndarray, inner: float) -> np.ndarray:
     # Fold the angle onto one half-spike: the outer tip at angle 0, the inner notch at 36 degrees;
     # the point is inside when it is on the centre's side of the edge tip -> notch.
     step = 2 * np.pi / 5
-    angle = torch.atan2(v, u) + np.pi / 2  # tip straight up
-    folded = torch.remainder(angle, step)
-    folded = torch.minimum(folded, step - folded)
-    radius = torch.sqrt(u * u + v * v)
-    px, py = radius * torch.cos(folded), radius * torch.sin(folded)
-    ax, ay = 1.0, 0.0
+    folded = np.remainder(np.arctan2(v, u) + np.pi / 2, step)  # a tip straight up
+    folded = np.minimum(folded, step - folded)
+    radius = np.sqrt(u * u + v * v)
+    px, py = radius * np.cos(folded), radius * np.sin(folded)
     bx, by = inner * np.cos(step / 2), inner * np.sin(step / 2)
-    # sign of the cross product (b - a) x (p - a); the centre (0, 0) gives a positive value
-    cross = (bx - ax) * (py - ay) - (by - ay) * (px - ax)
-    return cross >= 0
+    # sign of the cross product (b - a) x (p - a) with a = (1, 0); the centre gives a positive value
+    return (bx - 1.0) * py - by * (px - 1.0) >= 0
+
+
+def _smooth_upsample(size: int, coarse: int) -> np.ndarray:
+    """(size, coarse) linear-interpolation matrix from a coarse grid to ``size`` pixels."""
+    pos = (np.arange(size) + 0.5) / size * (coarse - 1)
+    lo = np.clip(np.floor(pos).astype(np.int64), 0, coarse - 2)
+    frac = pos - lo
+    mat = np.zeros((size, coarse), dtype=np.float32)
+    mat[np.arange(size), lo] = 1 - frac
+    mat[np.arange(size), lo + 1] = frac
+    return mat
 
 
 def render_scenes(
-    objects: np.ndarray, image_size: int, rng: np.random.Generator, chunk: int = 2048
+    objects: np.ndarray, image_size: int, rng: np.random.Generator, chunk: int = 1024
 ) -> np.ndarray:
     """Draw the scenes: (N, image_size, image_size, 3) uint8 RGB.
 
@@ -106,55 +112,53 @@ def render_scenes(
     rim = max(1.0, image_size / 64)
     slack = np.maximum(cell / 2 - half - rim - 0.5, 0)
     jitter = (rng.random((n, m, 2)) * 2 - 1) * slack[..., None]
-    cx = (objects[..., COLUMN] + 0.5) * cell + jitter[..., 0]
-    cy = (objects[..., ROW] + 0.5) * cell + jitter[..., 1]
+    centres = np.stack([objects[..., COLUMN], objects[..., ROW]], axis=-1) + 0.5
+    centres = centres * cell + jitter  # (n, m, 2) x, y
     brightness = rng.uniform(0.9, 1.08, size=(n, m, 1))
     fills = PALETTE[np.clip(objects[..., COLOUR], 0, None)] * brightness
-    tints = rng.uniform(-12, 12, size=(n, 1, 1, 3)) + rng.uniform(200, 225, size=(n, 1, 1, 1))
-    seeds = rng.integers(0, 2**62, size=(n + chunk - 1) // chunk)
+    tints = (rng.uniform(-10, 10, size=(n, 1, 1, 3)) + rng.uniform(200, 225, size=(n, 1, 1, 1)))
     out = np.empty((n, image_size, image_size, 3), dtype=np.uint8)
-    for c, start in enumerate(range(0, n, chunk)):
+    for start in range(0, n, chunk):
         sl = slice(start, start + chunk)
-        gen = torch.Generator().manual_seed(int(seeds[c]))
-        out[sl] = _render_chunk(
-            objects[sl], cx[sl], cy[sl], half[sl], fills[sl], tints[sl], image_size, rim, gen
-        )
+        out[sl] = _background(tints[sl].astype(np.float32), image_size, rng)
+        _draw_objects(out[sl], objects[sl], centres[sl], half[sl], fills[sl], rim)
     return out
 
 
-def _render_chunk(
-    objects: np.ndarray, cx: np.ndarray, cy: np.ndarray, half: np.ndarray, fills: np.ndarray,
-    tints: np.ndarray, size: int, rim: float, gen: torch.Generator,
-) -> np.ndarray:
-    b = objects.shape[0]
-    coarse = torch.randn(b, 1, 6, 6, generator=gen) * 7
-    texture = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)[:, 0]
-    canvas = torch.from_numpy(tints).float().expand(b, size, size, 3) + texture[..., None]
-    canvas = canvas.reshape(b, size * size, 3).clone()
-    # Each object is drawn in a window around its cell, never over the whole image.
+def _background(tints: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    up = _smooth_upsample(size, 6)
+    coarse = rng.standard_normal((tints.shape[0], 6, 6), dtype=np.float32) * 8
+    lum = np.einsum("ij,bjk,lk->bil", up, coarse, up, optimize=True)
+    lum += rng.standard_normal(lum.shape, dtype=np.float32) * 3
+    return np.clip(tints + lum[..., None], 0, 255).astype(np.uint8)
+
+
+def _draw_objects(
+    canvas: np.ndarray, objects: np.ndarray, centres: np.ndarray, half: np.ndarray,
+    fills: np.ndarray, rim: float,
+) -> None:
+    """Paint every object into ``canvas`` (B, S, S, 3) in place, one (slot, shape) group at a time."""
+    size = canvas.shape[1]
+    flat = canvas.reshape(-1, 3)
+    # each object is evaluated on a window around its centre, never over the whole image
     win = int(np.ceil(size / 3)) + 2
-    offs = torch.arange(win, dtype=torch.float32) + 0.5
+    offs = np.arange(win)
     for k in range(objects.shape[1]):
         for shape in range(len(SHAPES)):
             rows = np.flatnonzero(objects[:, k, SHAPE] == shape)
             if rows.size == 0:
                 continue
-            x0 = np.clip(np.floor(cx[rows, k] - win / 2), 0, size - win).astype(np.int64)
-            y0 = np.clip(np.floor(cy[rows, k] - win / 2), 0, size - win).astype(np.int64)
-            r = torch.from_numpy(half[rows, k]).float()[:, None, None]
-            u = (torch.from_numpy(x0).float()[:, None, None] + offs[None, None, :]
-                 - torch.from_numpy(cx[rows, k]).float()[:, None, None]) / r
-            v = (torch.from_numpy(y0).float()[:, None, None] + offs[None, :, None]
-                 - torch.from_numpy(cy[rows, k]).float()[:, None, None]) / r
+            c = centres[rows, k]
+            origin = np.clip(np.floor(c - win / 2), 0, size - win).astype(np.int64)  # x0, y0
+            r = half[rows, k][:, None, None]
+            u = ((origin[:, 0, None, None] + offs[None, None, :] + 0.5) - c[:, 0, None, None]) / r
+            v = ((origin[:, 1, None, None] + offs[None, :, None] + 0.5) - c[:, 1, None, None]) / r
             inside = shape_mask(shape, u, v)
             scale = r / (r + rim)
             outline = shape_mask(shape, u * scale, v * scale)
-            pix = ((torch.from_numpy(y0)[:, None, None] + torch.arange(win)[None, :, None]) * size
-                   + torch.from_numpy(x0)[:, None, None] + torch.arange(win)[None, None, :])
-            img = torch.as_tensor(rows)[:, None, None].expand_as(pix)
-            fill = torch.from_numpy(fills[rows, k]).float()
-            colour_of = fill[:, None, None, :].expand(*pix.shape, 3)
-            canvas[img[outline], pix[outline]] = colour_of[outline] * 0.55
-            canvas[img[inside], pix[inside]] = colour_of[inside]
-    canvas += torch.randn(canvas.shape[:2], generator=gen)[..., None] * 3
-    return canvas.reshape(b, size, size, 3).round().clamp(0, 255).to(torch.uint8).numpy()
+            pix = (rows[:, None, None] * size * size
+                   + (origin[:, 1, None, None] + offs[None, :, None]) * size
+                   + origin[:, 0, None, None] + offs[None, None, :])
+            fill = np.broadcast_to(fills[rows, k][:, None, None, :], (*pix.shape, 3))
+            flat[pix[outline]] = (fill[outline] * 0.55).astype(np.uint8)
+            flat[pix[inside]] = np.clip(fill[inside], 0, 255).astype(np.uint8)

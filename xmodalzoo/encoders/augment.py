@@ -85,7 +85,7 @@ def augment_ids(
 
 def compact(ids: torch.Tensor, keep: torch.Tensor, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Move the kept tokens of each row to the front (order preserved) and pad the rest."""
-    order = (~keep).to(torch.uint8).argsort(1, stable=True)
+    order = torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices
     ids = ids.gather(1, order)
     lengths = keep.sum(1)
     new_mask = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]

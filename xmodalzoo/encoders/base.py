@@ -49,6 +49,8 @@ class ImageEncoder(nn.Module):
     pooled_dim: int
     local_dim: int
     input_dim: int
+    #: what the dataset must load: "pil" images or "features" arrays (see RetrievalDataset.image_kind)
+    input_kind: str = "pil"
 
     def transform(self, train: bool) -> Callable[[Any], torch.Tensor]:  # pragma: no cover
         raise NotImplementedError

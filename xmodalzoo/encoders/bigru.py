@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -66,6 +67,8 @@ class BiGRUTextEncoder(TextEncoder):
         with torch.no_grad():
             self.embed.weight[found] = rows[found].to(self.embed.weight.dtype)
         self.glove_found = int(found.sum())
+        if self.glove_found == 0:
+            warnings.warn(f"GloVe file {path}: none of the {len(self.tokenizer)} vocabulary words was found", stacklevel=2)
         log.info("GloVe %s: initialised %d of %d vocabulary words", path, self.glove_found, len(self.tokenizer))
         return self.glove_found
 

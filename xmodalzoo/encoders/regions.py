@@ -29,6 +29,8 @@ def regions_to_tensor(features: Any) -> torch.Tensor:
 class RegionEncoder(ImageEncoder):
     """Per region f(x) = Linear(x) + MLP(x); ``pooled`` = mean of f over the kept regions."""
 
+    input_kind = "features"
+
     def __init__(self, cfg: RegionEncoderConfig) -> None:
         super().__init__()
         self.cfg = cfg

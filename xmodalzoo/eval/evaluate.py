@@ -113,19 +113,25 @@ def fold_metrics(
         for key, value in M.recall_summary(ranks[direction], RECALL_KS).items():
             out[f"{direction}_{key}"] = value
     out["rsum"] = sum(out[f"{d}_r{k}"] for d in ("i2t", "t2i") for k in RECALL_KS)
-    if targets.positives is not None:
-        pos = targets.positives.to(device).bool()
-        for direction, s, p in (("i2t", scores, pos.t()), ("t2i", scores.t(), pos)):
-            rp, ap = M.r_precision_map_at_r(s, p)
-            out[f"r_precision_{direction}"] = M.nan_mean_percent(rp)
-            out[f"map_at_r_{direction}"] = M.nan_mean_percent(ap)
-    if targets.image_labels is not None and targets.caption_labels is not None and len(zetas):
-        img_lab, cap_lab = targets.image_labels, targets.caption_labels
-        for direction, s, q_lab, g_lab in (("i2t", scores, img_lab, cap_lab), ("t2i", scores.t(), cap_lab, img_lab)):
-            per_zeta = {z: M.nan_mean_percent(v) for z, v in M.pmrp(s, q_lab, g_lab, zetas).items()}
+    pos = None if targets.positives is None else targets.positives.to(device).bool()
+    labelled = targets.image_labels is not None and targets.caption_labels is not None and len(zetas) > 0
+    img_lab, cap_lab = targets.image_labels, targets.caption_labels
+    for direction, s, p, q_lab, g_lab in (
+        ("i2t", scores, None if pos is None else pos.t(), img_lab, cap_lab),
+        ("t2i", scores.t(), pos, cap_lab, img_lab),
+    ):
+        if p is None and not labelled:
+            continue
+        per_query = M.ranked_precision(
+            s, positives=p, query_labels=q_lab, gallery_labels=g_lab, zetas=zetas if labelled else ()
+        )
+        if p is not None:
+            out[f"r_precision_{direction}"] = M.nan_mean_percent(per_query["r_precision"])
+            out[f"map_at_r_{direction}"] = M.nan_mean_percent(per_query["map_at_r"])
+        if labelled:
+            per_zeta = {z: M.nan_mean_percent(per_query[f"pmrp_z{z}"]) for z in zetas}
             out[f"pmrp_{direction}"] = float(np.mean(list(per_zeta.values())))
-            for z, value in per_zeta.items():
-                out[f"pmrp_{direction}_z{z}"] = value
+            out.update({f"pmrp_{direction}_z{z}": v for z, v in per_zeta.items()})
     return out, {k: v.cpu() for k, v in ranks.items()}
 
 

@@ -17,8 +17,6 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from ..similarity.ranking import positive_ranks
-
 #: working-memory budget of one row chunk of the ranking functions
 DEFAULT_CHUNK_BYTES = 256 << 20
 # bytes per (query, gallery) cell while ranking a chunk: the sort order (int64), the sorted scores,
@@ -41,11 +39,23 @@ def _check_pair(scores: torch.Tensor, mask: torch.Tensor, what: str) -> None:
 def first_positive_ranks(scores: torch.Tensor, positives: torch.Tensor, chunk_rows: int | None = None) -> torch.Tensor:
     """1-based rank of each query's best-ranked positive; ``num_gallery + 1`` when it has none.
 
-    ``positives`` is a (num_queries, num_gallery) bool mask (e.g. an image's own captions).
+    ``positives`` is a (num_queries, num_gallery) bool mask (e.g. an image's own captions).  The
+    best-ranked positive is the highest-scoring one (the lowest index among equal scores); its rank
+    is found by counting the items ranked before it, so no sort is needed.
     """
     _check_pair(scores, positives, "positives")
-    rows = chunk_rows or chunk_rows_for(scores.shape[1])
-    return positive_ranks(scores, positives.bool(), chunk_rows=rows) + 1
+    n, m = scores.shape
+    rows = chunk_rows or chunk_rows_for(m)
+    cols = torch.arange(m, device=scores.device)
+    out = torch.empty(n, dtype=torch.long, device=scores.device)
+    for r in range(0, n, rows):
+        s = scores[r : r + rows]
+        pos = positives[r : r + rows].to(s.device).bool()
+        best = s.masked_fill(~pos, -math.inf).amax(1, keepdim=True)
+        first = torch.where(pos & (s == best), cols, m).amin(1, keepdim=True)
+        before = (s > best) | ((s == best) & (cols < first))
+        out[r : r + rows] = torch.where(pos.any(1), before.sum(1) + 1, m + 1)
+    return out
 
 
 def single_positive_ranks(scores: torch.Tensor, target: torch.Tensor, chunk_rows: int | None = None) -> torch.Tensor:
@@ -109,30 +119,6 @@ def _map_at_r_sorted(hits: torch.Tensor, num_pos: torch.Tensor) -> torch.Tensor:
     return torch.where(num_pos > 0, ap, torch.full_like(ap, math.nan))
 
 
-def r_precision_map_at_r(
-    scores: torch.Tensor, positives: torch.Tensor, chunk_rows: int | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-query R-Precision and mAP@R (fractions in [0, 1], float64); NaN for queries without positives.
-
-    With R the number of positives of a query: R-Precision = (#positives in the top R) / R and
-    mAP@R = (1/R) Σ_{i≤R} P@i · rel(i).
-    """
-    _check_pair(scores, positives, "positives")
-    n, m = scores.shape
-    rows = chunk_rows or chunk_rows_for(m)
-    rp = torch.empty(n, dtype=torch.float64, device=scores.device)
-    ap = torch.empty(n, dtype=torch.float64, device=scores.device)
-    for r in range(0, n, rows):
-        s = scores[r : r + rows]
-        pos = positives[r : r + rows].to(s.device).bool()
-        order = torch.argsort(s, dim=1, descending=True, stable=True)
-        hits = pos.gather(1, order)
-        num_pos = pos.sum(1)
-        rp[r : r + rows] = _r_precision_sorted(hits, num_pos)
-        ap[r : r + rows] = _map_at_r_sorted(hits, num_pos)
-    return rp, ap
-
-
 def hamming_distances(query_labels: torch.Tensor, gallery_labels: torch.Tensor) -> torch.Tensor:
     """(N, M) number of differing bits between multi-hot label rows (any non-zero entry is a 1)."""
     if query_labels.dim() != 2 or gallery_labels.dim() != 2 or query_labels.shape[1] != gallery_labels.shape[1]:
@@ -144,6 +130,72 @@ def hamming_distances(query_labels: torch.Tensor, gallery_labels: torch.Tensor) 
     a = (query_labels != 0).float()
     b = (gallery_labels != 0).to(a.device).float()
     return (a.sum(1)[:, None] + b.sum(1)[None, :] - 2 * a @ b.t()).round().long()
+
+
+def ranked_precision(
+    scores: torch.Tensor,
+    *,
+    positives: torch.Tensor | None = None,
+    query_labels: torch.Tensor | None = None,
+    gallery_labels: torch.Tensor | None = None,
+    zetas: Iterable[int] = (),
+    chunk_rows: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """Per-query R-Precision-style metrics from one sort of each row chunk (fractions, float64).
+
+    With ``positives`` (bool, queries × gallery): ``"r_precision"`` and ``"map_at_r"``.  With
+    labels: ``"pmrp_z{ζ}"`` for each ζ in ``zetas``, whose positives are the gallery items within
+    Hamming distance ζ of the query's multi-hot labels.  Queries without positives get NaN.
+    """
+    if scores.dim() != 2:
+        raise ValueError(f"scores must be a 2-d (queries, gallery) matrix, got shape {tuple(scores.shape)}")
+    n, m = scores.shape
+    zetas = [int(z) for z in zetas]
+    if any(z < 0 for z in zetas):
+        raise ValueError(f"PMRP margins ζ must be ≥ 0, got {zetas}")
+    if positives is not None:
+        _check_pair(scores, positives, "positives")
+    use_labels = bool(zetas) and query_labels is not None and gallery_labels is not None
+    if use_labels and (query_labels.shape[0] != n or gallery_labels.shape[0] != m):  # type: ignore[union-attr]
+        raise ValueError(
+            f"labels do not match the scores {tuple(scores.shape)}: {query_labels.shape[0]} query and "  # type: ignore[union-attr]
+            f"{gallery_labels.shape[0]} gallery label rows"  # type: ignore[union-attr]
+        )
+    names = (["r_precision", "map_at_r"] if positives is not None else []) + (
+        [f"pmrp_z{z}" for z in zetas] if use_labels else []
+    )
+    out = {k: torch.empty(n, dtype=torch.float64, device=scores.device) for k in names}
+    if not names:
+        return out
+    if use_labels:
+        q_lab, g_lab = query_labels.to(scores.device), gallery_labels.to(scores.device)  # type: ignore[union-attr]
+    rows = chunk_rows or chunk_rows_for(m)
+    for r in range(0, n, rows):
+        s = scores[r : r + rows]
+        order = torch.argsort(s, dim=1, descending=True, stable=True)
+        if positives is not None:
+            pos = positives[r : r + rows].to(s.device).bool()
+            hits, num_pos = pos.gather(1, order), pos.sum(1)
+            out["r_precision"][r : r + rows] = _r_precision_sorted(hits, num_pos)
+            out["map_at_r"][r : r + rows] = _map_at_r_sorted(hits, num_pos)
+        if use_labels:
+            dist = hamming_distances(q_lab[r : r + rows], g_lab).gather(1, order)
+            for z in zetas:
+                hits = dist <= z
+                out[f"pmrp_z{z}"][r : r + rows] = _r_precision_sorted(hits, hits.sum(1))
+    return out
+
+
+def r_precision_map_at_r(
+    scores: torch.Tensor, positives: torch.Tensor, chunk_rows: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-query R-Precision and mAP@R (fractions in [0, 1], float64); NaN for queries without positives.
+
+    With R the number of positives of a query: R-Precision = (#positives in the top R) / R and
+    mAP@R = (1/R) Σ_{i≤R} P@i · rel(i).
+    """
+    out = ranked_precision(scores, positives=positives, chunk_rows=chunk_rows)
+    return out["r_precision"], out["map_at_r"]
 
 
 def pmrp(
@@ -159,26 +211,9 @@ def pmrp(
     at most ζ bits.  Queries with no such item get NaN (skipped by :func:`nan_mean_percent`).
     """
     zetas = [int(z) for z in zetas]
-    if any(z < 0 for z in zetas):
-        raise ValueError(f"PMRP margins ζ must be ≥ 0, got {zetas}")
-    n, m = scores.shape
-    if query_labels.shape[0] != n or gallery_labels.shape[0] != m:
-        raise ValueError(
-            f"labels do not match the scores {tuple(scores.shape)}: {query_labels.shape[0]} query and "
-            f"{gallery_labels.shape[0]} gallery label rows"
-        )
-    rows = chunk_rows or chunk_rows_for(m)
-    q_lab = query_labels.to(scores.device)
-    g_lab = gallery_labels.to(scores.device)
-    out = {z: torch.empty(n, dtype=torch.float64, device=scores.device) for z in zetas}
-    for r in range(0, n, rows):
-        s = scores[r : r + rows]
-        order = torch.argsort(s, dim=1, descending=True, stable=True)
-        dist = hamming_distances(q_lab[r : r + rows], g_lab).gather(1, order)
-        for z in zetas:
-            hits = dist <= z
-            out[z][r : r + rows] = _r_precision_sorted(hits, hits.sum(1))
-    return out
+    out = ranked_precision(scores, query_labels=query_labels, gallery_labels=gallery_labels, zetas=zetas,
+                           chunk_rows=chunk_rows)
+    return {z: out[f"pmrp_z{z}"] for z in zetas}
 
 
 def nan_mean_percent(values: torch.Tensor) -> float:
@@ -191,5 +226,6 @@ def nan_mean_percent(values: torch.Tensor) -> float:
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES", "chunk_rows_for", "first_positive_ranks", "single_positive_ranks",
-    "recall_summary", "r_precision_map_at_r", "hamming_distances", "pmrp", "nan_mean_percent",
+    "recall_summary", "r_precision_map_at_r", "hamming_distances", "pmrp", "ranked_precision",
+    "nan_mean_percent",
 ]

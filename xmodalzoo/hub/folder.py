@@ -93,13 +93,16 @@ def model_card(method_cfg: dict[str, Any], info: dict[str, Any]) -> str:
 
 
 def _without_downloads(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The config with pretrained-weight downloads switched off (the folder holds the weights)."""
+    """The config without initial-weight sources (downloads, local checkpoints, GloVe files):
+    the model folder holds every weight."""
     out = {}
     for k, v in cfg.items():
         if isinstance(v, dict):
             v = _without_downloads(v)
         elif k == "pretrained" and v is True:
             v = False
+        elif k in ("checkpoint", "glove") and v is not None:
+            v = None
         out[k] = v
     return out
 

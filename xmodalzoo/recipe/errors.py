@@ -45,6 +45,12 @@ def format_path(path: Iterable[str | int]) -> str:
     return ".".join(str(p) for p in path)
 
 
+def describe_value(value: Any) -> str:
+    """A few words for the kind of a YAML value: ``a list``, ``a string``, ``nothing``."""
+    names = {list: "a list", dict: "a mapping", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+    return "nothing" if value is None else names.get(type(value), type(value).__name__)
+
+
 def suggest(name: str, choices: Iterable[str]) -> str:
     """`` Did you mean 'x'?`` for close matches of ``name`` among ``choices``, else ``""``."""
     close = difflib.get_close_matches(name, sorted(choices), n=3, cutoff=0.6)
@@ -72,8 +78,8 @@ def _locate(model: type[BaseModel], loc: tuple[str | int, ...]) -> _Where:
             if part in tags:  # a discriminator tag: not in the YAML
                 node = tags[part]
                 continue
-            if isinstance(part, str):  # a plain union's member name, e.g. 'int' or 'function-after[...]'
-                node = None
+            if isinstance(part, str) and get_origin(node) in (Union, UnionType):
+                node = None  # a plain union's member name, e.g. 'int' or 'function-after[...]'
                 continue
         where.path.append(part)
         if isinstance(node, type) and issubclass(node, BaseModel):

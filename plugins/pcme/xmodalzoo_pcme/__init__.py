@@ -1,4 +1,9 @@
-"""The PCME method plugin for xmodalzoo."""
+"""The PCME method plugin for xmodalzoo: probabilistic (Gaussian) cross-modal embeddings.
+
+Components: heads ``pcme_gaussian`` (μ, log σ²) and ``pcme_mean`` (μ only); similarities
+``match_prob`` (Monte-Carlo, PCME), ``csd`` (closed form, PCME++) and ``mean_cosine``; losses
+``pcme`` and ``pcmepp``; methods ``pcme`` and ``pcmepp``.  Gaussians use logvar = log σ² throughout.
+"""
 from __future__ import annotations
 
 from xmodalzoo.plugins import Registrar
@@ -8,3 +13,17 @@ __version__ = "0.1.0"
 
 def register(r: Registrar) -> None:
     """Register PCME's components with the zoo."""
+    from .heads import PCMEGaussianConfig, build_pcme_gaussian, build_pcme_mean
+    from .losses import PCMELossConfig, PCMEppLossConfig, build_pcme_loss, build_pcmepp_loss
+    from .method import PCMEConfig, PCMEppConfig, build_pcme, build_pcmepp
+    from .similarity import CSDConfig, MatchProbConfig, MeanCosineConfig, build_csd, build_match_prob, build_mean_cosine
+
+    r.add("head", "pcme_gaussian", build_pcme_gaussian, PCMEGaussianConfig)
+    r.add("head", "pcme_mean", build_pcme_mean, PCMEGaussianConfig)
+    r.add("similarity", "match_prob", build_match_prob, MatchProbConfig)
+    r.add("similarity", "csd", build_csd, CSDConfig)
+    r.add("similarity", "mean_cosine", build_mean_cosine, MeanCosineConfig)
+    r.add("loss", "pcme", build_pcme_loss, PCMELossConfig)
+    r.add("loss", "pcmepp", build_pcmepp_loss, PCMEppLossConfig)
+    r.add("method", "pcme", build_pcme, PCMEConfig)
+    r.add("method", "pcmepp", build_pcmepp, PCMEppConfig)

@@ -1,4 +1,4 @@
-"""The PVSE method plugin for xmodalzoo."""
+"""The PVSE method plugin for xmodalzoo: PIE heads, the mil_max similarity, the pvse loss and method."""
 from __future__ import annotations
 
 from xmodalzoo.plugins import Registrar
@@ -8,3 +8,13 @@ __version__ = "0.1.0"
 
 def register(r: Registrar) -> None:
     """Register PVSE's components with the zoo."""
+    from .heads import PIEConfig, PIEPointConfig, build_pie_point, build_pvse_pie
+    from .losses import PVSELossConfig, build_pvse_loss
+    from .method import PVSEConfig, build_pvse
+    from .similarity import MILMaxConfig, build_mil_max
+
+    r.add("head", "pvse_pie", build_pvse_pie, PIEConfig)
+    r.add("head", "pie_point", build_pie_point, PIEPointConfig)
+    r.add("similarity", "mil_max", build_mil_max, MILMaxConfig)
+    r.add("loss", "pvse", build_pvse_loss, PVSELossConfig)
+    r.add("method", "pvse", build_pvse, PVSEConfig)

@@ -1,0 +1,169 @@
+"""The pcme and pcmepp losses against brute-force references (values and gradients)."""
+import math
+
+import pytest
+import torch
+
+from xmodalzoo.embeddings import GaussianEmbedding, PointEmbedding
+from xmodalzoo.losses.base import LossContext
+from xmodalzoo_pcme.losses import (
+    PCMELoss,
+    PCMELossConfig,
+    PCMEppLoss,
+    PCMEppLossConfig,
+    pseudo_positive_mask,
+    uniformity,
+)
+from xmodalzoo_pcme.similarity import ClosedFormSampledDistance, CSDConfig, MatchProb, MatchProbConfig
+
+# 3 image rows, 5 captions; captions 0, 1 show image 0, caption 2 image 1, captions 3, 4 image 2
+CAPTION_IMAGE = [0, 0, 1, 2, 2]
+POSITIVES = torch.tensor([[CAPTION_IMAGE[t] == i for t in range(5)] for i in range(3)])
+
+
+def leaves(n, d, seed):
+    g = torch.Generator().manual_seed(seed)
+    mu = (0.4 * torch.randn(n, d, generator=g, dtype=torch.float64)).requires_grad_(True)
+    lv = (0.3 * torch.randn(n, d, generator=g, dtype=torch.float64) - 2.0).requires_grad_(True)
+    return mu, lv
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + torch.exp(-x))
+
+
+def ref_pcme_loss(mu_i, lv_i, mu_t, lv_t, eps_i, eps_t, a, b, beta, lam):
+    """Explicit loops over pairs, samples and dimensions."""
+    J, D = eps_i.shape[1], eps_i.shape[2]
+    zi = [[mu_i[i] + torch.exp(0.5 * lv_i[i]) * eps_i[i, j] for j in range(J)] for i in range(len(mu_i))]
+    zt = [[mu_t[t] + torch.exp(0.5 * lv_t[t]) * eps_t[t, j] for j in range(J)] for t in range(len(mu_t))]
+    total = 0.0
+    for i in range(len(zi)):
+        for t in range(len(zt)):
+            p = sum(sigmoid(-a * torch.sqrt(((zi[i][j] - zt[t][k]) ** 2).sum()) + b)
+                    for j in range(J) for k in range(J)) / J**2
+            total = total - (torch.log(p) if POSITIVES[i, t] else torch.log(1 - p))
+    nll = total / (len(zi) * len(zt))
+
+    def kl(mu, lv):
+        return sum(sum(0.5 * (torch.exp(lv[n, d]) + mu[n, d] ** 2 - 1 - lv[n, d]) for d in range(D))
+                   for n in range(len(mu))) / len(mu)
+
+    points = [z for row in zi + zt for z in row]
+    pair_terms = [torch.exp(-2 * ((points[u] - points[v]) ** 2).sum())
+                  for u in range(len(points)) for v in range(u + 1, len(points))]
+    unif = torch.log(sum(pair_terms) / len(pair_terms))
+    return nll + beta * (kl(mu_i, lv_i) + kl(mu_t, lv_t)) + lam * unif
+
+
+@pytest.mark.parametrize("beta,lam", [(0.0, 0.0), (1e-2, 0.5)])
+def test_pcme_loss_values_and_gradients_match_brute_force(beta, lam):
+    J, D = 3, 4
+    sim = MatchProb(MatchProbConfig(num_samples=J, init_scale=2.0, init_shift=1.0)).double()
+    mu_i, lv_i = leaves(3, D, 0)
+    mu_t, lv_t = leaves(5, D, 1)
+    g = torch.Generator().manual_seed(2)
+    eps_i = torch.randn(3, J, D, generator=g, dtype=torch.float64)
+    eps_t = torch.randn(5, J, D, generator=g, dtype=torch.float64)
+    zi = mu_i[:, None] + (0.5 * lv_i).exp()[:, None] * eps_i
+    zt = mu_t[:, None] + (0.5 * lv_t).exp()[:, None] * eps_t
+    loss_fn = PCMELoss(PCMELossConfig(vib_weight=beta, uniformity_weight=lam))
+    out = loss_fn.from_samples(GaussianEmbedding(mu_i, lv_i), GaussianEmbedding(mu_t, lv_t), zi, zt, POSITIVES, sim)
+    ref = ref_pcme_loss(mu_i, lv_i, mu_t, lv_t, eps_i, eps_t, sim.scale, sim.shift, beta, lam)
+    assert math.isclose(out.loss.item(), ref.item(), rel_tol=1e-10)
+    params = (mu_i, lv_i, mu_t, lv_t, sim.logit.raw_scale, sim.logit.shift)
+    for got, exp in zip(torch.autograd.grad(out.loss, params), torch.autograd.grad(ref, params)):
+        assert torch.allclose(got, exp, rtol=1e-8, atol=1e-12)
+    assert ("kl" in out.terms) == (beta > 0) and ("uniformity" in out.terms) == (lam > 0)
+
+
+def test_pcme_loss_is_stable_for_saturated_probabilities():
+    """Far-apart positives with a large scale: p underflows in float32, the log-space loss does not."""
+    sim = MatchProb(MatchProbConfig(num_samples=2, init_scale=15.0, init_shift=15.0))
+    far = GaussianEmbedding(torch.full((1, 3), 10.0), torch.full((1, 3), -8.0))
+    near = GaussianEmbedding(torch.zeros(1, 3, requires_grad=True), torch.full((1, 3), -8.0))
+    out = PCMELoss(PCMELossConfig(vib_weight=0.0))(far, near, LossContext(torch.ones(1, 1, dtype=torch.bool), sim))
+    assert torch.isfinite(out.loss) and out.loss.item() > 200  # −log sigmoid(−15·17.3 + 15) ≈ 245
+    (grad,) = torch.autograd.grad(out.loss, near.mean)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_pcme_loss_forward_draws_samples_and_checks_inputs():
+    sim = MatchProb(MatchProbConfig(num_samples=4))
+    mu_i, lv_i = leaves(3, 6, 3)
+    mu_t, lv_t = leaves(5, 6, 4)
+    ctx = LossContext(POSITIVES, sim)
+    out = PCMELoss(PCMELossConfig())(GaussianEmbedding(mu_i.float(), lv_i.float()),
+                                     GaussianEmbedding(mu_t.float(), lv_t.float()), ctx)
+    assert out.loss.dim() == 0 and torch.isfinite(out.loss)
+    assert set(out.terms) == {"nll", "kl", "scale", "shift"}
+    with pytest.raises(TypeError, match="match_prob"):
+        PCMELoss(PCMELossConfig())(GaussianEmbedding(mu_i, lv_i), GaussianEmbedding(mu_t, lv_t),
+                                   LossContext(POSITIVES, ClosedFormSampledDistance(CSDConfig())))
+    with pytest.raises(TypeError, match="GaussianEmbedding"):
+        PCMELoss(PCMELossConfig())(PointEmbedding(mu_i), GaussianEmbedding(mu_t, lv_t), ctx)
+
+
+def test_uniformity_matches_pairwise_loops():
+    x = torch.randn(6, 3, dtype=torch.float64)
+    terms = [math.exp(-2 * float(((x[u] - x[v]) ** 2).sum())) for u in range(6) for v in range(u + 1, 6)]
+    assert math.isclose(uniformity(x).item(), math.log(sum(terms) / len(terms)), rel_tol=1e-10)
+
+
+def ref_pcmepp_loss(mu_i, lv_i, mu_t, lv_t, a, b, omega, beta):
+    D = mu_i.shape[1]
+    logit = [[-a * sum((mu_i[i, d] - mu_t[t, d]) ** 2 + torch.exp(lv_i[i, d]) + torch.exp(lv_t[t, d])
+                       for d in range(D)) + b for t in range(5)] for i in range(3)]
+    pos = POSITIVES.tolist()
+
+    def direction(rows, n_rows, n_cols):
+        total, pseudo_count = 0.0, 0
+        for r in range(n_rows):
+            true = [rows(r, c) for c in range(n_cols) if pos_of(r, c)]
+            threshold = min(float(x) for x in true) if true else math.inf
+            for c in range(n_cols):
+                x = rows(r, c)
+                if pos_of(r, c):
+                    target, weight = 1.0, 1.0
+                elif float(x) >= threshold:
+                    target, weight = 1.0, omega
+                    pseudo_count += 1
+                else:
+                    target, weight = 0.0, 1.0
+                total = total - weight * (target * torch.log(sigmoid(x)) + (1 - target) * torch.log(1 - sigmoid(x)))
+        return total / (n_rows * n_cols), pseudo_count
+
+    pos_of = lambda r, c: pos[r][c]  # noqa: E731
+    i2t, n1 = direction(lambda r, c: logit[r][c], 3, 5)
+    pos_of = lambda r, c: pos[c][r]  # noqa: E731
+    t2i, n2 = direction(lambda r, c: logit[c][r], 5, 3)
+    kl = sum(0.5 * (torch.exp(lv) + mu ** 2 - 1 - lv).mean() for mu, lv in ((mu_i, lv_i), (mu_t, lv_t)))
+    return i2t + t2i + beta * kl, n1 + n2
+
+
+@pytest.mark.parametrize("omega", [0.0, 0.1])
+def test_pcmepp_loss_values_and_gradients_match_brute_force(omega):
+    sim = ClosedFormSampledDistance(CSDConfig(init_scale=3.0, init_shift=2.0)).double()
+    mu_i, lv_i = leaves(3, 4, 5)
+    mu_t, lv_t = leaves(5, 4, 6)
+    loss_fn = PCMEppLoss(PCMEppLossConfig(pseudo_positive_weight=omega, vib_weight=0.05))
+    out = loss_fn(GaussianEmbedding(mu_i, lv_i), GaussianEmbedding(mu_t, lv_t), LossContext(POSITIVES, sim))
+    ref, pseudo = ref_pcmepp_loss(mu_i, lv_i, mu_t, lv_t, sim.scale, sim.shift, omega, 0.05)
+    assert pseudo > 0  # the case exercises pseudo-positives
+    assert math.isclose(out.loss.item(), ref.item(), rel_tol=1e-10)
+    params = (mu_i, lv_i, mu_t, lv_t, sim.logit.raw_scale, sim.logit.shift)
+    for got, exp in zip(torch.autograd.grad(out.loss, params), torch.autograd.grad(ref, params)):
+        assert torch.allclose(got, exp, rtol=1e-8, atol=1e-12)
+
+
+def test_pseudo_positives_need_a_true_pair_in_the_row():
+    logits = torch.tensor([[0.5, 0.9, 0.1], [3.0, 2.0, 1.0]])
+    pos = torch.tensor([[True, False, False], [False, False, False]])
+    assert pseudo_positive_mask(logits, pos).tolist() == [[False, True, False], [False, False, False]]
+
+
+def test_pcmepp_loss_needs_csd():
+    mu, lv = leaves(3, 4, 7)
+    with pytest.raises(TypeError, match="csd"):
+        PCMEppLoss(PCMEppLossConfig())(GaussianEmbedding(mu, lv), GaussianEmbedding(mu, lv),
+                                       LossContext(torch.eye(3, dtype=torch.bool), MatchProb(MatchProbConfig())))

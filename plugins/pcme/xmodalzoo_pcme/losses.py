@@ -1,0 +1,167 @@
+"""PCME's soft contrastive loss (Monte-Carlo) and PCME++'s closed-form BCE loss, with their regularisers.
+
+Both read the learnable a, b from ``ctx.similarity`` (they belong to the model): ``pcme`` needs the
+``match_prob`` similarity, ``pcmepp`` the ``csd`` similarity.
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from xmodalzoo.config import ComponentConfig
+from xmodalzoo.embeddings import Embedding, GaussianEmbedding
+from xmodalzoo.losses.base import Loss, LossContext, LossOutput
+
+from .gaussian import check_gaussian, kl_to_standard_normal
+from .similarity import ClosedFormSampledDistance, MatchProb
+
+
+def soft_contrastive_nll(pair_logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """Mean over all (B_i, B_t) pairs of −log p (matches) or −log(1 − p) (non-matches).
+
+    ``pair_logits`` (B_i, B_t, J, J') holds ℓ = −a·d + b per sample pair; p = mean over the J·J'
+    sample pairs of sigmoid(ℓ), so log p = logsumexp(logsigmoid(ℓ)) − log(J·J') and
+    log(1 − p) = logsumexp(logsigmoid(−ℓ)) − log(J·J').  i2t and t2i are the same pairs: counted once.
+    """
+    if pair_logits.dim() != 4 or pair_logits.shape[:2] != positives.shape:
+        raise ValueError(
+            f"pair logits must be (B_i, B_t, J, J') matching positives {tuple(positives.shape)}, "
+            f"got {tuple(pair_logits.shape)}"
+        )
+    log_count = math.log(pair_logits.shape[2] * pair_logits.shape[3])
+    flat = pair_logits.flatten(2)
+    log_p = torch.logsumexp(F.logsigmoid(flat), dim=-1) - log_count
+    log_not_p = torch.logsumexp(F.logsigmoid(-flat), dim=-1) - log_count
+    return -torch.where(positives.bool(), log_p, log_not_p).mean()
+
+
+def uniformity(samples: torch.Tensor) -> torch.Tensor:
+    """log mean over distinct pairs of exp(−2‖x − y‖²) for (S, D) points (lower = more uniform)."""
+    if samples.dim() != 2 or samples.shape[0] < 2:
+        raise ValueError(f"uniformity needs (S >= 2, D) points, got {tuple(samples.shape)}")
+    sq = torch.pdist(samples, p=2).pow(2)
+    return torch.logsumexp(-2.0 * sq, dim=0) - math.log(sq.numel())
+
+
+class PCMELossConfig(ComponentConfig):
+    """Options of the PCME loss."""
+
+    vib_weight: float = Field(1e-5, ge=0, description="β of KL(N(μ, σ²) ‖ N(0, I)) (COCO 1e-5, CUB 1e-3)")
+    uniformity_weight: float = Field(0.0, ge=0, description="λ of the uniformity loss over all samples (COCO 0, CUB 10)")
+
+
+class PCMELoss(Loss):
+    """Soft contrastive NLL over all B_i × B_t pairs + β·KL (sum over dims, mean over items) + λ·uniformity."""
+
+    def __init__(self, cfg: PCMELossConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def forward(self, image: Embedding, text: Embedding, ctx: LossContext) -> LossOutput:
+        sim = ctx.similarity
+        if not isinstance(sim, MatchProb):
+            raise TypeError(f"the pcme loss needs the match_prob similarity, the model has {type(sim).__name__}")
+        image = check_gaussian(image, "the pcme loss")
+        text = check_gaussian(text, "the pcme loss")
+        return self.from_samples(image, text, sim.sample(image), sim.sample(text), ctx.positives, sim)
+
+    def from_samples(
+        self,
+        image: GaussianEmbedding,
+        text: GaussianEmbedding,
+        image_samples: torch.Tensor,
+        text_samples: torch.Tensor,
+        positives: torch.Tensor,
+        sim: MatchProb,
+    ) -> LossOutput:
+        """The loss given the (B, J, D) samples drawn from ``image`` and ``text``."""
+        nll = soft_contrastive_nll(sim.pair_logits(image_samples, text_samples), positives)
+        loss = nll
+        terms = {"nll": nll.detach()}
+        if self.cfg.vib_weight > 0:
+            kl = kl_to_standard_normal(image) + kl_to_standard_normal(text)
+            loss = loss + self.cfg.vib_weight * kl
+            terms["kl"] = kl.detach()
+        if self.cfg.uniformity_weight > 0:
+            unif = uniformity(torch.cat([image_samples.flatten(0, 1), text_samples.flatten(0, 1)]))
+            loss = loss + self.cfg.uniformity_weight * unif
+            terms["uniformity"] = unif.detach()
+        terms["scale"] = sim.scale.detach()
+        terms["shift"] = sim.shift.detach()
+        return LossOutput(loss, terms)
+
+
+def build_pcme_loss(cfg: PCMELossConfig, **_: object) -> PCMELoss:
+    """PCME soft contrastive loss (Monte-Carlo, all pairs) with VIB and uniformity regularisers."""
+    return PCMELoss(cfg)
+
+
+# ---------------------------------------------------------------------------------------------- PCME++
+
+
+def pseudo_positive_mask(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """(A, C) bool: non-positive candidates whose logit ≥ the lowest logit of the anchor's true pairs.
+
+    Rows are anchors; an anchor with no true pair gets no pseudo-positives.
+    """
+    pos = positives.bool()
+    inf = torch.tensor(float("inf"), dtype=logits.dtype, device=logits.device)
+    threshold = torch.where(pos, logits.detach(), inf).min(dim=1, keepdim=True).values
+    return (logits.detach() >= threshold) & ~pos
+
+
+def weighted_bce(logits: torch.Tensor, positives: torch.Tensor, pseudo_weight: float) -> torch.Tensor:
+    """Mean over all (A, C) pairs of BCE-with-logits; pseudo-positives (per row) get target 1 and weight ω."""
+    pos = positives.bool()
+    pseudo = pseudo_positive_mask(logits, pos) if pseudo_weight > 0 else torch.zeros_like(pos)
+    target = (pos | pseudo).to(logits.dtype)
+    weight = torch.where(pseudo, torch.full_like(logits, pseudo_weight), torch.ones_like(logits))
+    return F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="mean")
+
+
+class PCMEppLossConfig(ComponentConfig):
+    """Options of the PCME++ loss."""
+
+    pseudo_positive_weight: float = Field(
+        0.1, ge=0, description="ω of candidates scoring at least as high as the true pair (0 disables)"
+    )
+    vib_weight: float = Field(1e-4, ge=0, description="weight of KL(N(μ, σ²) ‖ N(0, I)), mean over items and dims")
+    kl_reduction: Literal["mean", "sum_dims"] = Field("mean", description="KL reduction (PCME++ uses mean)")
+
+
+class PCMEppLoss(Loss):
+    """BCE with logits −a·CSD + b over all pairs, both directions, with pseudo-positives, + KL."""
+
+    def __init__(self, cfg: PCMEppLossConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def forward(self, image: Embedding, text: Embedding, ctx: LossContext) -> LossOutput:
+        sim = ctx.similarity
+        if not isinstance(sim, ClosedFormSampledDistance):
+            raise TypeError(f"the pcmepp loss needs the csd similarity, the model has {type(sim).__name__}")
+        image = check_gaussian(image, "the pcmepp loss")
+        text = check_gaussian(text, "the pcmepp loss")
+        logits = sim(image, text)  # (B_i, B_t)
+        pos = ctx.positives.bool()
+        w = self.cfg.pseudo_positive_weight
+        i2t = weighted_bce(logits, pos, w)
+        t2i = weighted_bce(logits.t(), pos.t(), w)
+        loss = i2t + t2i
+        terms = {"i2t": i2t.detach(), "t2i": t2i.detach()}
+        if self.cfg.vib_weight > 0:
+            kl = kl_to_standard_normal(image, self.cfg.kl_reduction) + kl_to_standard_normal(text, self.cfg.kl_reduction)
+            loss = loss + self.cfg.vib_weight * kl
+            terms["kl"] = kl.detach()
+        terms["scale"] = sim.scale.detach()
+        terms["shift"] = sim.shift.detach()
+        return LossOutput(loss, terms)
+
+
+def build_pcmepp_loss(cfg: PCMEppLossConfig, **_: object) -> PCMEppLoss:
+    """PCME++ BCE on closed-form sampled distance logits, with pseudo-positives and KL."""
+    return PCMEppLoss(cfg)

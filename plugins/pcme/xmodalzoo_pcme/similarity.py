@@ -1,0 +1,246 @@
+"""PCME similarities over Gaussian embeddings: Monte-Carlo match probability, PCME++'s closed-form
+sampled distance, and the cosine of the means.
+
+The learnable logit ℓ = −a·distance + b uses a = softplus(raw_scale) (always positive, gradient never
+vanishes; softplus(15) = 15 to 7 digits so it behaves like the raw scalar of the official code) and a
+raw shift b.  Both are parameters of the similarity, hence of the model, and are saved with it.
+Converting an official checkpoint: ``raw_scale = inverse_softplus(criterion.negative_scale)``,
+``shift = criterion.shift``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from xmodalzoo.config import ComponentConfig
+from xmodalzoo.embeddings import Embedding, GaussianEmbedding, PointEmbedding
+from xmodalzoo.similarity.base import Similarity
+
+from .gaussian import GaussianSamples, closed_form_sampled_distance, draw_samples
+
+
+def inverse_softplus(x: float) -> float:
+    """The raw value r with softplus(r) = x (x > 0)."""
+    if x <= 0:
+        raise ValueError(f"softplus only reaches positive values, got {x}")
+    return x + math.log(-math.expm1(-x))
+
+
+class MatchLogit(nn.Module):
+    """ℓ(d) = −a·d + b with a = softplus(raw_scale) > 0 and b = shift (learnable or fixed)."""
+
+    def __init__(self, init_scale: float, init_shift: float, learnable: bool = True) -> None:
+        super().__init__()
+        raw = torch.tensor(inverse_softplus(init_scale))
+        shift = torch.tensor(float(init_shift))
+        if learnable:
+            self.raw_scale = nn.Parameter(raw)
+            self.shift = nn.Parameter(shift)
+        else:
+            self.register_buffer("raw_scale", raw)
+            self.register_buffer("shift", shift)
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return F.softplus(self.raw_scale)
+
+    def forward(self, distance: torch.Tensor) -> torch.Tensor:
+        return -self.scale * distance + self.shift
+
+
+# ---------------------------------------------------------------------------------------------- match_prob
+
+
+class MatchProbConfig(ComponentConfig):
+    """Options of the Monte-Carlo match probability (PCME)."""
+
+    num_samples: int = Field(7, ge=1, description="J samples per item (train and test); J² distances per pair")
+    init_scale: float = Field(15.0, gt=0, description="initial a in sigmoid(−a·‖z − z'‖ + b) (COCO 15, CUB 5)")
+    init_shift: float = Field(15.0, description="initial b in sigmoid(−a·‖z − z'‖ + b) (COCO 15, CUB 5)")
+    learnable: bool = Field(True, description="learn a and b with the model (else keep them fixed)")
+    seed: int = Field(0, description="seed of the samples when scoring unprepared embeddings in eval mode")
+
+
+class MatchProb(Similarity):
+    """p(match | q, g) ≈ (1/J²) Σ_j Σ_j' sigmoid(−a·‖z_j − z'_j'‖ + b), z = μ + σ ⊙ ε.
+
+    Training mode draws reparameterised samples from the global RNG; eval mode (and :meth:`prepare`,
+    which the engine calls once per set with its seeded generator) draws them from a seeded
+    generator, so evaluation is deterministic and chunking does not change the result.  The
+    probability is the plain sigmoid of the logit (the official evaluation effectively used
+    sigmoid(2ℓ); this only matters for the averaged value, not for per-sample-pair ranking).
+    """
+
+    accepts = (GaussianEmbedding, GaussianSamples)
+
+    def __init__(self, cfg: MatchProbConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.num_samples = cfg.num_samples
+        self.logit = MatchLogit(cfg.init_scale, cfg.init_shift, cfg.learnable)
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return self.logit.scale
+
+    @property
+    def shift(self) -> torch.Tensor:
+        return self.logit.shift
+
+    def sample(self, emb: GaussianEmbedding, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(N, J, D) reparameterised samples of each item."""
+        self.check(emb, emb)
+        return draw_samples(emb, self.num_samples, generator)
+
+    def pair_logits(self, query: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
+        """(N, M, J, J') logits −a·‖z_j − z'_j'‖ + b of every sample pair (differentiable).
+
+        ``query`` (N, J, D) and ``gallery`` (M, J', D) are samples, e.g. from :meth:`sample`.
+        """
+        n, j, d = query.shape
+        m, j2, _ = gallery.shape
+        sq = (query.pow(2).sum(-1).reshape(n * j, 1) + gallery.pow(2).sum(-1).reshape(1, m * j2)
+              - 2.0 * query.reshape(n * j, d) @ gallery.reshape(m * j2, d).t())
+        dist = sq.clamp(min=1e-12).sqrt().view(n, j, m, j2).permute(0, 2, 1, 3)
+        return self.logit(dist)
+
+    def prepare(self, emb: Embedding, generator: torch.Generator | None = None) -> GaussianSamples:
+        """Draw the J samples of every item once (seeded by ``generator``) and their squared norms."""
+        if isinstance(emb, GaussianSamples):
+            return emb
+        self.check(emb, emb)
+        z = draw_samples(emb, self.num_samples, generator)  # type: ignore[arg-type]
+        return GaussianSamples(z, z.pow(2).sum(-1))
+
+    def _eval_samples(self, emb: Embedding, seed: int) -> GaussianSamples:
+        if isinstance(emb, GaussianSamples):
+            return emb
+        gen = torch.Generator(device=emb.device)
+        gen.manual_seed(seed)
+        return self.prepare(emb, gen)
+
+    def forward(self, query: Embedding, gallery: Embedding) -> torch.Tensor:
+        self.check(query, gallery)
+        if self.training:
+            zq = query.samples if isinstance(query, GaussianSamples) else self.sample(query)  # type: ignore[arg-type]
+            zg = gallery.samples if isinstance(gallery, GaussianSamples) else self.sample(gallery)  # type: ignore[arg-type]
+            return self.pair_logits(zq, zg).sigmoid().mean((2, 3))
+        q = self._eval_samples(query, self.cfg.seed)
+        g = self._eval_samples(gallery, self.cfg.seed + 1)
+        if torch.is_grad_enabled():
+            return self.pair_logits(q.samples, g.samples).sigmoid().mean((2, 3))
+        return self._probabilities_inplace(q, g)
+
+    def _probabilities_inplace(self, q: GaussianSamples, g: GaussianSamples) -> torch.Tensor:
+        """The (N, M) probabilities with one (N·J × M·J') working buffer, modified in place."""
+        n, j, d = q.samples.shape
+        m, j2, _ = g.samples.shape
+        buf = torch.mm(q.samples.reshape(n * j, d), g.samples.reshape(m * j2, d).t())
+        buf.mul_(-2.0).add_(q.sq_norms.reshape(n * j, 1)).add_(g.sq_norms.reshape(1, m * j2))
+        buf.clamp_(min=1e-12).sqrt_().mul_(-self.scale).add_(self.shift).sigmoid_()
+        return ordered_sum(ordered_sum(buf.view(n * j, m, j2), -1).view(n, j, m), 1).div_(j * j2)
+
+    def pair_bytes(self, query: Embedding, gallery: Embedding) -> int:
+        jq = query.num_samples if isinstance(query, GaussianSamples) else self.num_samples
+        jg = gallery.num_samples if isinstance(gallery, GaussianSamples) else self.num_samples
+        # the (J × J') distance block plus the per-sample partial sums and output, in float32
+        return 4 * (jq * jg + jq + 1)
+
+
+def ordered_sum(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sum over a short axis as a fixed sequence of elementwise adds.
+
+    torch's reductions may change their summation order with the tensor's shape; adding slice by
+    slice gives every element the same rounding whatever the block shape, so a chunked result equals
+    the unchunked one bit for bit.
+    """
+    slices = x.unbind(dim)
+    acc = slices[0].clone()
+    for s in slices[1:]:
+        acc.add_(s)
+    return acc
+
+
+def build_match_prob(cfg: MatchProbConfig, **_: object) -> MatchProb:
+    """Monte-Carlo match probability of Gaussian embeddings (PCME), J samples per item."""
+    return MatchProb(cfg)
+
+
+# ---------------------------------------------------------------------------------------------- csd
+
+
+class CSDConfig(ComponentConfig):
+    """Options of the closed-form sampled distance similarity (PCME++)."""
+
+    init_scale: float = Field(5.0, gt=0, description="initial a in the logit −a·CSD + b")
+    init_shift: float = Field(5.0, description="initial b in the logit −a·CSD + b")
+    learnable: bool = Field(True, description="learn a and b with the model (else keep them fixed)")
+
+
+class ClosedFormSampledDistance(Similarity):
+    """Logit −a·CSD + b with CSD = ‖μ_q − μ_g‖² + Σσ²_q + Σσ²_g (PCME++); higher is more similar."""
+
+    accepts = (GaussianEmbedding,)
+
+    def __init__(self, cfg: CSDConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.logit = MatchLogit(cfg.init_scale, cfg.init_shift, cfg.learnable)
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return self.logit.scale
+
+    @property
+    def shift(self) -> torch.Tensor:
+        return self.logit.shift
+
+    def forward(self, query: Embedding, gallery: Embedding) -> torch.Tensor:
+        self.check(query, gallery)
+        return self.logit(closed_form_sampled_distance(query, gallery))  # type: ignore[arg-type]
+
+    def pair_bytes(self, query: Embedding, gallery: Embedding) -> int:
+        return 8  # the distance block and the logit
+
+
+def build_csd(cfg: CSDConfig, **_: object) -> ClosedFormSampledDistance:
+    """PCME++ closed-form sampled distance as a learnable logit (one matmul per block)."""
+    return ClosedFormSampledDistance(cfg)
+
+
+# ---------------------------------------------------------------------------------------------- mean_cosine
+
+
+class MeanCosineConfig(ComponentConfig):
+    """The cosine of the means has no options."""
+
+
+class MeanCosine(Similarity):
+    """cos(μ_q, μ_g): ignores the variances (the cheapest way to rank Gaussian embeddings)."""
+
+    accepts = (GaussianEmbedding, PointEmbedding)
+
+    @staticmethod
+    def _unit_means(emb: Embedding) -> torch.Tensor:
+        x = emb.mean if isinstance(emb, GaussianEmbedding) else emb.vectors  # type: ignore[attr-defined]
+        return F.normalize(x, dim=-1)
+
+    def forward(self, query: Embedding, gallery: Embedding) -> torch.Tensor:
+        self.check(query, gallery)
+        return self._unit_means(query) @ self._unit_means(gallery).t()
+
+    def prepare(self, emb: Embedding, generator: torch.Generator | None = None) -> Embedding:
+        self.check(emb, emb)
+        return PointEmbedding(self._unit_means(emb))
+
+    def pair_bytes(self, query: Embedding, gallery: Embedding) -> int:
+        return 4
+
+
+def build_mean_cosine(cfg: MeanCosineConfig, **_: object) -> MeanCosine:
+    """Cosine similarity of the means of Gaussian embeddings."""
+    return MeanCosine()

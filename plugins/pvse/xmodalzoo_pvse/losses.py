@@ -1,0 +1,102 @@
+"""PVSE's loss: hinge triplet on the MIL similarity, plus diversity and MMD regularisers (K > 1)."""
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+from xmodalzoo.config import ComponentConfig
+from xmodalzoo.embeddings import Embedding, PointEmbedding, SetEmbedding
+from xmodalzoo.losses.base import Loss, LossContext, LossOutput
+from xmodalzoo.losses.triplet import TripletConfig, TripletLoss
+
+
+class PVSELossConfig(ComponentConfig):
+    """Options of the PVSE loss."""
+
+    margin: float = Field(0.1, ge=0, description="hinge margin of the triplet loss")
+    hardest: bool = Field(True, description="hardest negative in the batch (VSE++); else sum over negatives")
+    warmup_epochs: int = Field(0, ge=0, description="epochs that use the sum over all negatives first")
+    diversity_weight: float = Field(0.1, ge=0, description="weight of ‖R Rᵀ − I‖_F / K² on the residuals")
+    mmd_weight: float = Field(0.01, ge=0, description="weight of the image/text MMD")
+    mmd_gamma: float = Field(0.5, gt=0, description="γ of the kernel exp(−γ‖x − y‖₂) (distance not squared)")
+
+
+def diversity(residuals: torch.Tensor) -> torch.Tensor:
+    """Mean over items of ‖R Rᵀ − I‖_F / K² for residual sets R (N, K, D), rows L2-normalised."""
+    k = residuals.shape[1]
+    gram = residuals @ residuals.transpose(1, 2)
+    eye = torch.eye(k, dtype=gram.dtype, device=gram.device)
+    return torch.linalg.matrix_norm(gram - eye, ord="fro").mean() / k**2
+
+
+def laplacian_kernel(x: torch.Tensor, y: torch.Tensor, gamma: float) -> torch.Tensor:
+    """exp(−γ‖x_i − y_j‖₂) for rows x (P, D) and y (Q, D); a zero distance has zero gradient."""
+    d2 = (x.square().sum(1)[:, None] + y.square().sum(1)[None, :] - 2 * x @ y.t()).clamp(min=0)
+    # sqrt has an infinite slope at 0 (x compared with itself): use 0 there, as torch.cdist does
+    tiny = torch.finfo(d2.dtype).eps
+    nonzero = d2 > tiny
+    dist = torch.where(nonzero, d2.clamp(min=tiny).sqrt(), torch.zeros_like(d2))
+    return torch.exp(-gamma * dist)
+
+
+def mmd(x: torch.Tensor, y: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Biased MMD estimate mean k(x, x') − 2 mean k(x, y) + mean k(y, y') (all pairs, self-pairs included)."""
+    return (
+        laplacian_kernel(x, x, gamma).mean()
+        - 2 * laplacian_kernel(x, y, gamma).mean()
+        + laplacian_kernel(y, y, gamma).mean()
+    )
+
+
+def _vectors(emb: Embedding, role: str) -> torch.Tensor:
+    """Embedding vectors as a set (N, K, D); a point embedding is a set of one."""
+    if isinstance(emb, SetEmbedding):
+        return emb.vectors
+    if isinstance(emb, PointEmbedding):
+        return emb.vectors[:, None, :]
+    raise TypeError(f"pvse loss needs set or point embeddings; the {role} embedding is {type(emb).__name__}")
+
+
+def _residuals(emb: Embedding, role: str) -> torch.Tensor:
+    res = emb.aux.get("residuals") if hasattr(emb, "aux") else None  # type: ignore[attr-defined]
+    if res is None:
+        raise ValueError(
+            f"pvse loss: the {role} embedding has no aux['residuals'] (N, K, D) for the diversity "
+            "regulariser; use the pvse_pie head or set diversity_weight: 0"
+        )
+    return res
+
+
+class PVSELoss(Loss):
+    """Triplet(MIL scores) + w_div · (div(image) + div(text)) + w_mmd · MMD(images, texts).
+
+    The regularisers apply only when K > 1.  ``terms``: ``i2t``, ``t2i`` and, when K > 1,
+    ``diversity`` and ``mmd`` (unweighted).
+    """
+
+    def __init__(self, cfg: PVSELossConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.triplet = TripletLoss(
+            TripletConfig(margin=cfg.margin, hardest=cfg.hardest, warmup_epochs=cfg.warmup_epochs, reduction="mean")
+        )
+
+    def forward(self, image: Embedding, text: Embedding, ctx: LossContext) -> LossOutput:
+        img, txt = _vectors(image, "image"), _vectors(text, "text")
+        out = self.triplet.from_scores(ctx.similarity(image, text), ctx.positives, ctx.epoch)
+        loss, terms = out.loss, dict(out.terms)
+        if max(img.shape[1], txt.shape[1]) > 1:
+            if self.cfg.diversity_weight > 0:
+                div = diversity(_residuals(image, "image")) + diversity(_residuals(text, "text"))
+                loss = loss + self.cfg.diversity_weight * div
+                terms["diversity"] = div.detach()
+            if self.cfg.mmd_weight > 0:
+                dist = mmd(img.flatten(0, 1), txt.flatten(0, 1), self.cfg.mmd_gamma)
+                loss = loss + self.cfg.mmd_weight * dist
+                terms["mmd"] = dist.detach()
+        return LossOutput(loss, terms)
+
+
+def build_pvse_loss(cfg: PVSELossConfig, **_: object) -> PVSELoss:
+    """PVSE: hardest-negative triplet on MIL scores, diversity and MMD regularisers when K > 1."""
+    return PVSELoss(cfg)

@@ -1,0 +1,165 @@
+"""Reading recipe files: YAML with clear errors, ``extends:`` inheritance and ``--set`` overrides."""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from .errors import RecipeError, describe_value
+from .model import Recipe, validate_recipe
+
+EXTENDS_KEY = "extends"
+
+
+def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Recipe:
+    """Read, merge (``extends:``), override (``KEY.PATH=VALUE`` strings) and validate a recipe file."""
+    data = load_recipe_data(path, overrides)
+    return validate_recipe(data, str(path))
+
+
+def load_recipe_data(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The recipe file as a plain mapping, after ``extends:`` and the overrides, not yet validated."""
+    data = _load_with_extends(Path(path), stack=[])
+    return apply_overrides(data, overrides)
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read one YAML file whose top level must be a mapping; any problem is a one-line RecipeError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise RecipeError(f"{path}: is a directory, expected a YAML file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: cannot read the file ({exc})") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = exc.problem or exc.context or "invalid YAML"
+        context = f" ({exc.context})" if exc.context and exc.problem else ""
+        raise RecipeError(f"{where}: invalid YAML: {problem}{context}") from None
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: invalid YAML: {exc}") from None
+    if data is None:
+        raise RecipeError(f"{path}: the file is empty; a recipe is a mapping with at least data: and method:")
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: expected a mapping at the top level (data:, method:, ...), got {describe_value(data)}")
+    return data
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` merged into a copy of ``base``: mappings merge key by key, anything else replaces.
+
+    A mapping whose ``type`` differs from the base's replaces it whole: the options of one
+    component mean nothing to another.
+    """
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        old = merged.get(key)
+        if isinstance(old, dict) and isinstance(value, dict) and not _changes_type(old, value):
+            merged[key] = deep_merge(old, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def parse_override(text: str) -> tuple[list[str | int], Any]:
+    """``"train.epochs=3"`` -> ``(["train", "epochs"], 3)``; the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    parts = key.split(".")
+    if not sep or not key or any(not p.strip() for p in parts):
+        raise RecipeError(f"--set {text!r}: expected KEY.PATH=VALUE, e.g. train.epochs=3")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0]
+        raise RecipeError(f"--set {text!r}: the value is not valid YAML ({first})") from None
+    return [int(p) if p.strip().isdigit() else p.strip() for p in parts], value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of ``data`` with each ``KEY.PATH=VALUE`` override set (missing mappings are created)."""
+    data = copy.deepcopy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node: Any = data
+        for i, part in enumerate(path[:-1]):
+            node = _child(node, part, path[: i + 1], text, create=True)
+        _set(node, path[-1], value, path, text)
+    return data
+
+
+def _child(node: Any, part: str | int, path: list[str | int], text: str, create: bool) -> Any:
+    if isinstance(node, dict):
+        key = str(part)
+        if key not in node or node[key] is None:
+            node[key] = {}
+        return node[key]
+    if isinstance(node, list) and isinstance(part, int):
+        if part >= len(node):
+            raise RecipeError(f"--set {text!r}: {_dotted(path[:-1])} has {len(node)} items, no index {part}")
+        return node[part]
+    raise RecipeError(f"--set {text!r}: {_dotted(path[:-1])} is {describe_value(node)}, not a mapping")
+
+
+def _set(node: Any, part: str | int, value: Any, path: list[str | int], text: str) -> None:
+    if isinstance(node, dict):
+        node[str(part)] = value
+    elif isinstance(node, list) and isinstance(part, int):
+        if part >= len(node):
+            raise RecipeError(f"--set {text!r}: {_dotted(path[:-1])} has {len(node)} items, no index {part}")
+        node[part] = value
+    else:
+        raise RecipeError(f"--set {text!r}: {_dotted(path[:-1])} is {describe_value(node)}, not a mapping")
+
+
+def _dotted(path: list[str | int]) -> str:
+    return ".".join(str(p) for p in path) or "the recipe"
+
+
+def _changes_type(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    return "type" in old and "type" in new and old["type"] != new["type"]
+
+
+def _load_with_extends(path: Path, stack: list[Path]) -> dict[str, Any]:
+    resolved = path.resolve()
+    if resolved in stack:
+        chain = " -> ".join(str(p) for p in [*stack[stack.index(resolved):], resolved])
+        raise RecipeError(f"{path}: extends cycle: {chain}")
+    data = read_yaml(path)
+    bases = data.pop(EXTENDS_KEY, None)
+    if bases is None:
+        return data
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
+        raise RecipeError(f"{path}: extends: expected a file name or a list of file names, got {bases!r}")
+    merged: dict[str, Any] = {}
+    for base in bases:
+        base_path = Path(base) if os.path.isabs(base) else path.parent / base
+        merged = deep_merge(merged, _load_with_extends(base_path, [*stack, resolved]))
+    return deep_merge(merged, data)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that rejects a key written twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            if isinstance(key, (str, int, float, bool)) or key is None:
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
