@@ -141,6 +141,25 @@ def test_r_precision_and_map_at_r_match_reference(rng: np.random.Generator, chun
     assert M.nan_mean_percent(rp) == pytest.approx(100 * sum(valid) / len(valid))
 
 
+@pytest.mark.parametrize("k", [1, 3, 7, 40])  # small k: topk path; large k: full sort
+def test_stable_topk_indices_match_stable_argsort(rng: np.random.Generator, k: int) -> None:
+    scores = random_scores(rng, 9, 50)
+    scores[0] = 0.5  # a row of equal scores
+    got = M.stable_topk_indices(torch.from_numpy(scores), k)
+    want = [ref_order(scores[q])[:k].tolist() for q in range(9)]
+    assert got.tolist() == want
+
+
+def test_r_precision_with_few_positives_in_a_wide_gallery(rng: np.random.Generator) -> None:
+    scores = random_scores(rng, 8, 80)
+    pos = np.zeros((8, 80), dtype=bool)
+    for q in range(8):  # 1 to 3 positives: only the top few places are ranked
+        pos[q, rng.choice(80, size=1 + q % 3, replace=False)] = True
+    rp, ap = M.r_precision_map_at_r(torch.from_numpy(scores), torch.from_numpy(pos))
+    np.testing.assert_allclose(rp.numpy(), [ref_r_precision(scores[q], pos[q]) for q in range(8)], atol=1e-12)
+    np.testing.assert_allclose(ap.numpy(), [ref_map_at_r(scores[q], pos[q]) for q in range(8)], atol=1e-12)
+
+
 def test_r_precision_rejects_shape_mismatch() -> None:
     with pytest.raises(ValueError, match="positives has shape"):
         M.r_precision_map_at_r(torch.zeros(2, 3), torch.zeros(3, 2, dtype=torch.bool))

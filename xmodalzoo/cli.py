@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,7 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return USAGE_ERROR
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
     except Exception as exc:
         if _debug() or not is_user_error(exc):
             raise
@@ -129,14 +132,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, args.overrides)
     console = _console()
     console.print(Text.assemble(("OK", "bold green"), f" {args.recipe}"))
-    for key, value in recipe_summary(recipe):
+    for key, value in recipe_summary(recipe, default_name=Path(args.recipe).stem):
         console.print(Text.assemble(f"  {key}: ", (value, "cyan")))
     return 0
 
 
-def recipe_summary(recipe: Any) -> list[tuple[str, str]]:
+def recipe_summary(recipe: Any, default_name: str = "") -> list[tuple[str, str]]:
     """(label, value) lines that say what a recipe builds and how it trains."""
-    lines = [("name", recipe.name or "(from the file name)")]
+    lines = [("name", recipe.name or default_name)]
     lines += [(path or "?", name) for path, name in _component_types(recipe.data, "data")]
     lines += [(path, name) for path, name in _component_types(recipe.method, "method")]
     t = recipe.train
@@ -199,7 +202,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     table.add_column("plugin", no_wrap=True)
     table.add_column("description", overflow="fold")
     for e in entries:
-        table.add_row(*([e.kind] if show_kind else []), e.name, e.plugin, e.doc)
+        _add_row(table, *([e.kind] if show_kind else []), e.name, e.plugin, e.doc)
     _print_table(table, empty="nothing registered" + (f" matches {args.filter!r}" if args.filter else ""))
     return 0
 
@@ -216,7 +219,7 @@ def _list_pretrained(filter: str | None) -> int:
         entries = list_pretrained(filter)
     for p in entries:
         repo = p.repo_id + (f"@{p.revision}" if p.revision else "")
-        table.add_row(p.name, p.method, p.plugin, repo, p.doc)
+        _add_row(table, p.name, p.method, p.plugin, repo, p.doc)
     _print_table(table, empty="no pretrained models are registered by the installed plugins")
     return 0
 
@@ -228,12 +231,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from .api import plugins
 
     table = _table("plugins")
-    for col in ("name", "distribution", "version", "status", "components"):
+    for col in ("name", "distribution", "version", "status"):
         table.add_column(col, no_wrap=True)
-    table.add_column("error", overflow="fold")
+    table.add_column("error", overflow="fold", min_width=20)
     for p in plugins():
         status = Text("ok", style="green") if p.ok else Text("failed", style="bold red")
-        table.add_row(p.name, p.distribution, p.version, status, str(p.components) if p.ok else "", p.error)
+        _add_row(table, p.name, p.distribution, p.version, status, Text(p.error, style="red"))
     _print_table(table, empty="no plugins")
     return 0
 
@@ -255,7 +258,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             table.add_column(col, no_wrap=col == "field", overflow="fold")
         table.add_column("description", overflow="fold")
         for name, type_, default, description in config_fields(entry.config):
-            table.add_row(name, type_, default, description)
+            _add_row(table, name, type_, default, description)
         _print_table(table, empty="no options")
     return 0
 
@@ -311,8 +314,11 @@ def cmd_data_preview(args: argparse.Namespace) -> int:
         from .data.preview import preview_grid
     except ImportError as exc:
         raise RecipeError(f"zoo data preview is unavailable: {exc}") from None
-    dataset = entry.factory(cfg, split=args.split)
-    preview_grid(dataset, args.output, n=args.n)
+    try:
+        dataset = entry.factory(cfg, split=args.split)
+        preview_grid(dataset, args.output, n=args.n)
+    except ValueError as exc:  # e.g. an unknown split, or a dataset of region features
+        raise RecipeError(f"dataset {entry.name!r}: {exc}") from exc
     _console().print(f"wrote {args.output} ({min(args.n, dataset.num_images)} images of {dataset!r})",
                      markup=False, highlight=False)
     return 0
@@ -340,16 +346,32 @@ def print_error(exc: BaseException | str) -> None:
         console.print(Text(f"       {line}", style="red"))
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    from rich.text import Text
+
+    _console(stderr=True).print(Text(f"warning: {message}", style="yellow"))
+
+
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=not (sys.stderr if stderr else sys.stdout).isatty())
+    stream = sys.stderr if stderr else sys.stdout
+    # a pipe or a file has no width to respect: use a wide one rather than rich's default of 80
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 120
+    return Console(file=stream, highlight=False, width=width, soft_wrap=True)  # messages stay one line
 
 
 def _table(title: str) -> Any:
     from rich.table import Table
 
     return Table(title=title, title_justify="left", show_lines=False)
+
+
+def _add_row(table: Any, *cells: Any) -> None:
+    """Add a row whose plain-string cells are shown verbatim (not parsed as rich markup)."""
+    from rich.text import Text
+
+    table.add_row(*(Text(c) if isinstance(c, str) else c for c in cells))
 
 
 def _print_table(table: Any, empty: str) -> None:

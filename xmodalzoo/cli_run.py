@@ -121,9 +121,9 @@ def run_eval(args: argparse.Namespace) -> int:
     method = load_model(model_dir, device=device)
     dataset = build("dataset", recipe.data, split=args.split)
     console = Console()
-    results = evaluate(method, dataset, recipe.eval, protocols=args.protocols, progress=not args.quiet,
-                       return_ranks=args.uncertainty)
-    ranks = results.pop("ranks", None) if isinstance(results, dict) else None
+    out = evaluate(method, dataset, recipe.eval, protocols=args.protocols, progress=not args.quiet,
+                   return_ranks=args.uncertainty)
+    results, ranks = out if isinstance(out, tuple) else (out, None)
     out_dir = run_dir if run_dir is not None else model_dir
     if args.uncertainty:
         results["uncertainty"] = _uncertainty_report(method, dataset, recipe, ranks, out_dir, args, console)
@@ -153,9 +153,9 @@ def _uncertainty_report(method: Any, dataset: Any, recipe: Any, ranks: Any, out_
         u_img, u_txt = method.uncertainty(img).cpu(), method.uncertainty(txt).cpu()
     except TypeError as exc:
         raise SystemExit(_fail(f"--uncertainty: {exc}")) from None
-    proto = next(iter(ranks))
-    bins_i2t = uncertainty_bins(u_img, ranks[proto]["i2t"])
-    bins_t2i = uncertainty_bins(u_txt, ranks[proto]["t2i"])
+    r = ranks[next(iter(ranks))]  # 1-based ranks of each query, with the query's dataset index
+    bins_i2t = uncertainty_bins(u_img[r["image_index"]], r["i2t"] - 1)
+    bins_t2i = uncertainty_bins(u_txt[r["caption_index"]], r["t2i"] - 1)
     png = out_dir / f"uncertainty_{args.split}.png"
     plot_uncertainty_bins(bins_i2t, bins_t2i, png)
     table = Table(title="R@1 per uncertainty bin (low → high)")

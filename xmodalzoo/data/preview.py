@@ -42,7 +42,7 @@ def preview_grid(
     font = ImageFont.load_default()
     for k, (img, lines) in enumerate(zip(images, texts)):
         x, y = (k % columns) * cell_w + _PAD, (k // columns) * cell_h + _PAD
-        sheet.paste(img.resize((img.width * scale, img.height * scale), Image.NEAREST), (x, y))
+        sheet.paste(img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST), (x, y))
         for j, line in enumerate(lines):
             draw.text((x, y + tile_h + _PAD // 2 + j * _LINE_HEIGHT), line, fill="black", font=font)
     path = Path(path)

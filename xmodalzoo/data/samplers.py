@@ -125,6 +125,39 @@ def build_random_captions(cfg: RandomCaptionsConfig, *, dataset: RetrievalDatase
     return RandomCaptionsSampler(dataset.num_captions, batch_size, seed, cfg.drop_last)
 
 
+# --------------------------------------------------------------------------- random_images
+class RandomImagesConfig(ComponentConfig):
+    """Every image once per epoch with one of its captions drawn at random (short epochs)."""
+
+    drop_last: bool = Field(False, description="drop the last batch when it is smaller than batch_size")
+
+
+class RandomImagesSampler(CaptionBatchSampler):
+    """Batches of ``batch_size`` captions from distinct images; each image once per epoch."""
+
+    def __init__(self, caption_to_image: np.ndarray, batch_size: int, seed: int, drop_last: bool = False) -> None:
+        super().__init__(len(caption_to_image), batch_size, seed)
+        self.drop_last = drop_last
+        order = np.argsort(caption_to_image, kind="stable")
+        images, starts, counts = np.unique(caption_to_image[order], return_index=True, return_counts=True)
+        self.order, self.starts, self.counts = order, starts, counts
+
+    def make_batches(self) -> list[np.ndarray]:
+        rng = self.rng()
+        pick = self.order[self.starts + (rng.random(len(self.starts)) * self.counts).astype(np.int64)]
+        return _chunks(pick[rng.permutation(len(pick))].astype(np.int64), self.batch_size, self.drop_last)
+
+    def __len__(self) -> int:
+        full, rest = divmod(len(self.starts), self.batch_size)
+        return full + (0 if self.drop_last or rest == 0 else 1)
+
+
+def build_random_images(cfg: RandomImagesConfig, *, dataset: RetrievalDataset, batch_size: int,
+                        seed: int) -> RandomImagesSampler:
+    """Every image once per epoch, with one random caption each; batch_size captions per batch."""
+    return RandomImagesSampler(np.asarray(dataset.caption_to_image), batch_size, seed, cfg.drop_last)
+
+
 # --------------------------------------------------------------------------- image_captions
 class ImageCaptionsConfig(ComponentConfig):
     """batch_size images per batch, each with ALL its captions (DivE: 200 images × 5 captions)."""
@@ -240,4 +273,5 @@ def build_class_balanced(cfg: ClassBalancedConfig, *, dataset: RetrievalDataset,
 def register_samplers(r: Any) -> None:
     r.add("sampler", "random_captions", build_random_captions, RandomCaptionsConfig)
     r.add("sampler", "image_captions", build_image_captions, ImageCaptionsConfig)
+    r.add("sampler", "random_images", build_random_images, RandomImagesConfig)
     r.add("sampler", "class_balanced", build_class_balanced, ClassBalancedConfig)

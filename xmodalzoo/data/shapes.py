@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -111,8 +112,6 @@ def _load(path: Path) -> dict[str, np.ndarray] | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError, EOFError) as exc:  # a truncated or foreign file: regenerate
-        import warnings
-
         warnings.warn(f"ignoring unreadable shapes cache file {path}: {exc}", stacklevel=3)
         return None
 

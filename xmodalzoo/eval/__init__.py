@@ -3,8 +3,8 @@ from .config import EvalConfig
 from .encode import encode_captions, encode_images, resolve_device
 from .evaluate import RetrievalTargets, evaluate, evaluate_embeddings, fold_metrics
 from .metrics import (
-    first_positive_ranks, hamming_distances, nan_mean_percent, pmrp, r_precision_map_at_r, recall_summary,
-    single_positive_ranks,
+    first_positive_ranks, hamming_distances, nan_mean_percent, pmrp, r_precision_map_at_r, ranked_precision,
+    recall_summary, single_positive_ranks, stable_topk_indices,
 )
 from .protocols import PROTOCOLS, Fold, protocol_folds
 from .report import results_table, write_results
@@ -12,6 +12,6 @@ from .report import results_table, write_results
 __all__ = [
     "EvalConfig", "Fold", "PROTOCOLS", "RetrievalTargets", "encode_captions", "encode_images", "evaluate",
     "evaluate_embeddings", "first_positive_ranks", "fold_metrics", "hamming_distances", "nan_mean_percent",
-    "pmrp", "protocol_folds", "r_precision_map_at_r", "recall_summary", "resolve_device", "results_table",
-    "single_positive_ranks", "write_results",
+    "pmrp", "protocol_folds", "r_precision_map_at_r", "ranked_precision", "recall_summary", "resolve_device",
+    "results_table", "single_positive_ranks", "stable_topk_indices", "write_results",
 ]

@@ -172,18 +172,45 @@ def ranked_precision(
     rows = chunk_rows or chunk_rows_for(m)
     for r in range(0, n, rows):
         s = scores[r : r + rows]
-        order = torch.argsort(s, dim=1, descending=True, stable=True)
+        # only the first R places of a row matter: rank just the top max(R) of the chunk
+        counts: dict[str, torch.Tensor] = {}
         if positives is not None:
             pos = positives[r : r + rows].to(s.device).bool()
-            hits, num_pos = pos.gather(1, order), pos.sum(1)
-            out["r_precision"][r : r + rows] = _r_precision_sorted(hits, num_pos)
-            out["map_at_r"][r : r + rows] = _map_at_r_sorted(hits, num_pos)
+            counts["pos"] = pos.sum(1)
         if use_labels:
-            dist = hamming_distances(q_lab[r : r + rows], g_lab).gather(1, order)
+            dist = hamming_distances(q_lab[r : r + rows], g_lab)
+            counts.update({f"z{z}": (dist <= z).sum(1) for z in zetas})
+        k = max(1, max(int(c.max()) for c in counts.values()))
+        top = stable_topk_indices(s, k)
+        if positives is not None:
+            hits = pos.gather(1, top)
+            out["r_precision"][r : r + rows] = _r_precision_sorted(hits, counts["pos"])
+            out["map_at_r"][r : r + rows] = _map_at_r_sorted(hits, counts["pos"])
+        if use_labels:
+            top_dist = dist.gather(1, top)
             for z in zetas:
-                hits = dist <= z
-                out[f"pmrp_z{z}"][r : r + rows] = _r_precision_sorted(hits, hits.sum(1))
+                out[f"pmrp_z{z}"][r : r + rows] = _r_precision_sorted(top_dist <= z, counts[f"z{z}"])
     return out
+
+
+def stable_topk_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices (N, k) of each row's k best items in the stable descending order (ties: lower index first).
+
+    For small ``k`` this avoids a full sort: ``topk`` finds the k-th best score, every item above it
+    is in, and the tied items at it are admitted in index order.
+    """
+    n, m = scores.shape
+    k = min(k, m)
+    if 4 * k >= m:
+        return torch.argsort(scores, dim=1, descending=True, stable=True)[:, :k]
+    kth = scores.topk(k, dim=1).values[:, -1:]
+    above = scores > kth
+    tied = scores == kth
+    room = k - above.sum(1, keepdim=True)
+    take = above | (tied & (tied.cumsum(1) <= room))
+    candidates = take.nonzero()[:, 1].view(n, k)  # ascending index within each row
+    order = torch.argsort(scores.gather(1, candidates), dim=1, descending=True, stable=True)
+    return candidates.gather(1, order)
 
 
 def r_precision_map_at_r(
@@ -227,5 +254,5 @@ def nan_mean_percent(values: torch.Tensor) -> float:
 __all__ = [
     "DEFAULT_CHUNK_BYTES", "chunk_rows_for", "first_positive_ranks", "single_positive_ranks",
     "recall_summary", "r_precision_map_at_r", "hamming_distances", "pmrp", "ranked_precision",
-    "nan_mean_percent",
+    "stable_topk_indices", "nan_mean_percent",
 ]

@@ -1,4 +1,4 @@
-"""Presenting results: a rich table (one row per protocol) and an atomic JSON file."""
+"""Presenting results: a rich table (a row per protocol and direction) and an atomic JSON file."""
 from __future__ import annotations
 
 import json
@@ -13,26 +13,35 @@ from rich.table import Table
 META_KEY = "meta"
 
 
-def _metric_columns(results: Mapping[str, Any]) -> list[str]:
-    columns: list[str] = []
-    for protocol, values in results.items():
-        if protocol == META_KEY or not isinstance(values, Mapping):
-            continue
-        columns += [k for k in values if k not in columns]
-    return columns
+#: table columns: (header, metric key suffix) — keys are ``{direction}_{suffix}`` or ``{suffix}_{direction}``
+COLUMNS = (("R@1", "r1"), ("R@5", "r5"), ("R@10", "r10"), ("medr", "medr"), ("meanr", "meanr"),
+           ("R-Prec", "r_precision"), ("mAP@R", "map_at_r"), ("PMRP", "pmrp"))
+DIRECTIONS = (("i2t", "image → text"), ("t2i", "text → image"))
+
+
+def _value(values: Mapping[str, Any], direction: str, suffix: str) -> Any:
+    return values.get(f"{direction}_{suffix}", values.get(f"{suffix}_{direction}"))
 
 
 def results_table(results: Mapping[str, Any], title: str | None = None) -> Table:
-    """A table with one row per protocol and one column per metric, values to one decimal."""
-    columns = _metric_columns(results)
+    """One row per protocol and direction (R@K, ranks, R-Precision, mAP@R, PMRP) plus RSUM.
+
+    Columns no protocol has are left out; values to one decimal, ``-`` where undefined.
+    """
+    rows = [(p, v) for p, v in results.items() if p != META_KEY and isinstance(v, Mapping)]
+    present = [(h, s) for h, s in COLUMNS
+               if any(_value(v, d, s) is not None for _, v in rows for d, _ in DIRECTIONS)]
     table = Table(title=title)
     table.add_column("protocol", style="bold")
-    for name in columns:
-        table.add_column(name, justify="right")
-    for protocol, values in results.items():
-        if protocol == META_KEY or not isinstance(values, Mapping):
-            continue
-        table.add_row(protocol, *(_format(values.get(name)) for name in columns))
+    table.add_column("direction")
+    for header, _ in present:
+        table.add_column(header, justify="right")
+    table.add_column("RSUM", justify="right", style="bold")
+    for protocol, values in rows:
+        for i, (d, label) in enumerate(DIRECTIONS):
+            rsum = _format(values.get("rsum")) if i == 0 else ""
+            table.add_row(protocol if i == 0 else "", label,
+                          *(_format(_value(values, d, s)) for _, s in present), rsum)
     return table
 
 

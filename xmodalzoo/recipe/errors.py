@@ -71,8 +71,8 @@ def _locate(model: type[BaseModel], loc: tuple[str | int, ...]) -> _Where:
     where = _Where()
     node: Any = model
     for part in loc:
-        node = _strip_annotated(node)
-        members = _union_members(node)
+        node = strip_annotated(node)
+        members = union_members(node)
         if members is not None:
             tags = {t: m for m in members if (t := type_tag(m)) is not None}
             if part in tags:  # a discriminator tag: not in the YAML
@@ -136,7 +136,7 @@ def _kind_of(tags: list[str]) -> str | None:
 
 
 def _tags(annotation: Any) -> list[str]:
-    members = _union_members(_strip_annotated(annotation)) or []
+    members = union_members(strip_annotated(annotation)) or []
     return [t for m in members if (t := type_tag(m)) is not None]
 
 
@@ -148,19 +148,21 @@ def type_tag(cls: Any) -> str | None:
     return args[0] if get_origin(cls.model_fields["type"].annotation) is Literal and len(args) == 1 else None
 
 
-def _strip_annotated(annotation: Any) -> Any:
+def strip_annotated(annotation: Any) -> Any:
+    """``annotation`` without ``Annotated`` wrappers and without ``| None``."""
     while get_origin(annotation) is Annotated:
         annotation = get_args(annotation)[0]
     if get_origin(annotation) in (Union, UnionType):  # Optional[X] validates as X (no member name)
         args = [a for a in get_args(annotation) if a is not type(None)]
         if len(args) == 1:
-            return _strip_annotated(args[0])
+            return strip_annotated(args[0])
     return annotation
 
 
-def _union_members(annotation: Any) -> list[Any] | None:
+def union_members(annotation: Any) -> list[Any] | None:
+    """The members of a union annotation (a tagged config class counts as a one-member union)."""
     if get_origin(annotation) in (Union, UnionType):
-        return [_strip_annotated(a) for a in get_args(annotation) if a is not type(None)]
+        return [strip_annotated(a) for a in get_args(annotation) if a is not type(None)]
     if isinstance(annotation, type) and issubclass(annotation, BaseModel) and type_tag(annotation):
         return [annotation]  # a one-member discriminated union collapses to its member
     return None

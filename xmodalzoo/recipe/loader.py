@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import yaml
 
 from .errors import RecipeError, describe_value
-from .model import Recipe, validate_recipe
+from .model import Recipe, section_default, validate_recipe
 
 EXTENDS_KEY = "extends"
 
@@ -23,7 +24,7 @@ def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
 def load_recipe_data(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> dict[str, Any]:
     """The recipe file as a plain mapping, after ``extends:`` and the overrides, not yet validated."""
     data = _load_with_extends(Path(path), stack=[])
-    return apply_overrides(data, overrides)
+    return apply_overrides(data, overrides, defaults=section_default)
 
 
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -78,31 +79,39 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
     if not sep or not key or any(not p.strip() for p in parts):
         raise RecipeError(f"--set {text!r}: expected KEY.PATH=VALUE, e.g. train.epochs=3")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() else None  # noqa: S506
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0]
         raise RecipeError(f"--set {text!r}: the value is not valid YAML ({first})") from None
     return [int(p) if p.strip().isdigit() else p.strip() for p in parts], value
 
 
-def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """A copy of ``data`` with each ``KEY.PATH=VALUE`` override set (missing mappings are created)."""
+def apply_overrides(
+    data: dict[str, Any],
+    overrides: Sequence[str],
+    defaults: Callable[[dict[str, Any], list[str | int]], Any] | None = None,
+) -> dict[str, Any]:
+    """A copy of ``data`` with each ``KEY.PATH=VALUE`` override set.
+
+    A missing mapping on the way is created from ``defaults(data, path)`` when that gives a
+    component's default (a mapping with ``type``), else empty.
+    """
     data = copy.deepcopy(data)
     for text in overrides:
         path, value = parse_override(text)
         node: Any = data
         for i, part in enumerate(path[:-1]):
-            node = _child(node, part, path[: i + 1], text, create=True)
+            if isinstance(node, dict) and node.get(str(part)) is None:
+                start = defaults(data, path[: i + 1]) if defaults is not None else None
+                node[str(part)] = copy.deepcopy(start) if isinstance(start, dict) and "type" in start else {}
+            node = _child(node, part, path[: i + 1], text)
         _set(node, path[-1], value, path, text)
     return data
 
 
-def _child(node: Any, part: str | int, path: list[str | int], text: str, create: bool) -> Any:
+def _child(node: Any, part: str | int, path: list[str | int], text: str) -> Any:
     if isinstance(node, dict):
-        key = str(part)
-        if key not in node or node[key] is None:
-            node[key] = {}
-        return node[key]
+        return node[str(part)]
     if isinstance(node, list) and isinstance(part, int):
         if part >= len(node):
             raise RecipeError(f"--set {text!r}: {_dotted(path[:-1])} has {len(node)} items, no index {part}")
@@ -163,3 +172,23 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             if isinstance(key, (str, int, float, bool)) or key is None:
                 seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.2 floats: PyYAML (YAML 1.1) reads 1e-3 as a string; recipes mean the number
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+# and dates stay strings: no recipe field is a date, and `name: 2024-01-01` means the text
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in _UniqueKeyLoader.yaml_implicit_resolvers.items()
+}

@@ -1,14 +1,14 @@
 """The Recipe model: what one YAML recipe holds, typed against everything registered."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from ..config import Component, ComponentConfig, resolve_config
 from ..eval.config import EvalConfig
 from ..train.config import TrainConfig
-from .errors import RecipeError, describe_value, format_validation_error
+from .errors import RecipeError, describe_value, format_validation_error, strip_annotated, type_tag, union_members
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -44,6 +44,32 @@ def validate_recipe(data: dict[str, Any], source: str = "<recipe>") -> Recipe:
         return model.model_validate(data)
     except ValidationError as exc:
         raise RecipeError(format_validation_error(exc, model, source)) from None
+
+
+def section_default(data: dict[str, Any], path: Sequence[str | int]) -> Any:
+    """The default value of the recipe section at ``path`` given the (partial) recipe ``data``.
+
+    Lets ``--set method.image_head.pooling=max`` start from the method's default head (with its
+    ``type``) when the recipe does not spell out ``image_head``.  None where unknown.
+    """
+    node: Any = recipe_model()
+    current: Any = data
+    value: Any = None
+    for part in path:
+        node = strip_annotated(node)
+        members = union_members(node)
+        if members is not None:
+            tags = {type_tag(m): m for m in members}
+            node = tags.get(current.get("type")) if isinstance(current, dict) else None
+        if not (isinstance(node, type) and issubclass(node, BaseModel)) or part not in node.model_fields:
+            return None
+        finfo = node.model_fields[part]
+        value = finfo.get_default(call_default_factory=True)
+        if isinstance(value, BaseModel):
+            value = value.model_dump(mode="json")
+        node = finfo.annotation
+        current = current.get(part) if isinstance(current, dict) and part in current else value
+    return value
 
 
 def recipe_json_schema() -> dict[str, Any]:

@@ -191,17 +191,18 @@ class Trainer:
             ctx = LossContext(positives, self.method.similarity, self.epoch, self.step, extras)
             out = self.loss(img, txt, ctx)
         loss = out.loss.float()
-        if not torch.isfinite(loss):
+        value = loss.item()
+        if not math.isfinite(value):
             kept = self.run_dir / LAST if (self.run_dir / LAST).exists() else None
             raise TrainingError(
-                f"non-finite loss ({loss.item()}) at step {self.step + 1} (epoch {self.epoch + 1}); "
+                f"non-finite loss ({value}) at step {self.step + 1} (epoch {self.epoch + 1}); "
                 f"training stopped. "
                 + (f"The last good checkpoint is kept at {kept}." if kept else "No checkpoint was written yet.")
                 + " Lower the learning rate, enable grad_clip, or use fp32."
             )
         self.scaler.scale(loss / self.cfg.grad_accum).backward()
         terms = {k: float(v) for k, v in out.terms.items()}
-        return {"loss": float(loss), **terms, "_n": int(batch.texts.ids.shape[0])}
+        return {"loss": value, **terms, "_n": int(batch.texts.ids.shape[0])}
 
     def optimizer_step(self) -> None:
         params = [p for _, p in self.named if p.grad is not None]

@@ -133,6 +133,8 @@ def test_csd_values_gradients_and_chunking():
     params = (qm, qv, gm, gv, sim.logit.raw_scale, sim.logit.shift)
     for got, exp in zip(torch.autograd.grad((out * w).sum(), params), torch.autograd.grad((ref * w).sum(), params)):
         assert torch.allclose(got, exp)
+    with torch.no_grad():  # the in-place inference path gives the same numbers
+        assert torch.allclose(sim(GaussianEmbedding(qm, qv), GaussianEmbedding(gm, gv)), ref)
     sim = ClosedFormSampledDistance(CSDConfig())
     q, g = gaussian(37, 8, 6), gaussian(41, 8, 7)
     full = similarity_matrix(sim, q, g, device="cpu")

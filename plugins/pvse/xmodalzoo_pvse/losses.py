@@ -58,7 +58,7 @@ def _vectors(emb: Embedding, role: str) -> torch.Tensor:
 
 
 def _residuals(emb: Embedding, role: str) -> torch.Tensor:
-    res = emb.aux.get("residuals") if hasattr(emb, "aux") else None  # type: ignore[attr-defined]
+    res = emb.aux.get("residuals")  # type: ignore[attr-defined]
     if res is None:
         raise ValueError(
             f"pvse loss: the {role} embedding has no aux['residuals'] (N, K, D) for the diversity "

@@ -16,9 +16,10 @@ class MILMaxConfig(ComponentConfig):
 class MILMax(Similarity):
     """S(q, g) = max over k, k' of cos(q_k, g_k') for set embeddings (N, K, D) and (M, K', D).
 
-    Inputs are normalised here, row by row (heads already give unit vectors; normalising in
-    :meth:`forward` rather than in ``prepare`` keeps the engine's blocks bit-identical to one direct
-    call).  Query and gallery set sizes may differ.
+    Inputs are normalised here, row by row (heads already give unit vectors).  Normalising in
+    :meth:`forward` rather than in ``prepare`` makes the engine's blocks compute exactly what one
+    direct call does; they agree bit for bit wherever the matmul kernel sums in the same order
+    (tested), and within ~1e-7 otherwise.  Query and gallery set sizes may differ.
     """
 
     accepts = (SetEmbedding,)

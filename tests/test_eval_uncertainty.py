@@ -1,0 +1,38 @@
+"""Equal-count uncertainty bins and their recall, against a hand-made case; the plot is a PNG."""
+import numpy as np
+import pytest
+import torch
+
+from xmodalzoo.eval.uncertainty import plot_uncertainty_bins, uncertainty_bins
+
+
+def test_bins_sort_by_uncertainty_and_count_recall():
+    u = torch.tensor([0.9, 0.1, 0.5, 0.3, 0.7, 0.2])
+    ranks = torch.tensor([12, 0, 3, 0, 0, 0])
+    bins = uncertainty_bins(u, ranks, n_bins=3)
+    # sorted: 0.1 (r 0), 0.2 (r 0) | 0.3 (r 0), 0.5 (r 3) | 0.7 (r 0), 0.9 (r 12)
+    assert [b["count"] for b in bins] == [2, 2, 2]
+    assert [x for b in bins for x in (b["low"], b["high"])] == pytest.approx([0.1, 0.2, 0.3, 0.5, 0.7, 0.9])
+    assert [b["r1"] for b in bins] == [100.0, 50.0, 50.0]
+    assert [b["r5"] for b in bins] == [100.0, 100.0, 50.0]
+    assert [b["r10"] for b in bins] == [100.0, 100.0, 50.0]
+    assert bins[1]["mean_uncertainty"] == pytest.approx(0.4)
+
+
+def test_uneven_and_tiny_inputs():
+    bins = uncertainty_bins(np.arange(7.0), np.zeros(7, dtype=int), n_bins=3)
+    assert sorted(b["count"] for b in bins) == [2, 2, 3] and sum(b["count"] for b in bins) == 7
+    assert len(uncertainty_bins(torch.tensor([1.0, 2.0]), torch.tensor([0, 1]), n_bins=10)) == 2
+    with pytest.raises(ValueError, match="2 queries but ranks has 3"):
+        uncertainty_bins(torch.zeros(2), torch.zeros(3))
+    with pytest.raises(ValueError, match="1-d"):
+        uncertainty_bins(torch.zeros(2, 2), torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="n_bins"):
+        uncertainty_bins(torch.zeros(2), torch.zeros(2), n_bins=0)
+
+
+def test_plot_writes_a_png(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    bins = uncertainty_bins(torch.rand(50, generator=g), torch.randint(0, 5, (50,), generator=g), n_bins=5)
+    out = plot_uncertainty_bins(bins, bins, tmp_path / "sub" / "u.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
