@@ -93,6 +93,7 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
         r, cfg = self.recipe, self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         seed_everything(r.seed)
         self.train_data = build("dataset", r.data, split="train")
         self.val_data = build("dataset", r.data, split="val")
@@ -278,7 +279,6 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train all epochs (resuming if asked), then evaluate the best weights on the test split once."""
         self.setup()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:
             from ..recipe.record import write_run_record
 
