@@ -5,15 +5,17 @@ __version__ = "0.1.0"
 
 from .api import (  # noqa: E402
     build_component,
+    build_method,
     info,
     list_components,
     list_methods,
+    load,
     load_recipe,
     plugins,
     validate_recipe,
 )
 
 __all__ = [
-    "__version__", "build_component", "info", "list_components", "list_methods", "load_recipe", "plugins",
+    "__version__", "build_component", "build_method", "info", "load", "list_components", "list_methods", "load_recipe", "plugins",
     "validate_recipe",
 ]

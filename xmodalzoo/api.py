@@ -70,3 +70,18 @@ __all__ = [
     "KINDS", "build_component", "info", "list_components", "list_methods", "load_recipe", "plugins",
     "validate_recipe",
 ]
+
+
+def load(name_or_path: Any, *, device: Any = "cpu", revision: str | None = None) -> Any:
+    """Load a model for inference: a model folder, a registered pretrained name, or ``hf://owner/repo``."""
+    from .hub.load import load as _load
+
+    return _load(name_or_path, device=device, revision=revision)
+
+
+def build_method(recipe_or_cfg: Any, *, train_captions: Sequence[str] | None = None) -> Any:
+    """Build the (untrained) method of a recipe or a method config; ``train_captions`` build its vocabulary."""
+    from .method import build
+
+    cfg = getattr(recipe_or_cfg, "method", recipe_or_cfg)
+    return build("method", cfg, train_captions=train_captions)

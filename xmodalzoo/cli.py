@@ -48,6 +48,9 @@ def is_user_error(exc: BaseException) -> bool:
     recipe_errors = sys.modules.get("xmodalzoo.recipe.errors")
     if recipe_errors is not None and isinstance(exc, recipe_errors.RecipeError):
         return True
+    data_errors = sys.modules.get("xmodalzoo.data.common")
+    if data_errors is not None and isinstance(exc, data_errors.DataError):
+        return True
     return isinstance(exc, (RegistryError, PluginLoadError, OSError))
 
 

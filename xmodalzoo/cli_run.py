@@ -105,7 +105,9 @@ def run_eval(args: argparse.Namespace) -> int:
     elif target.is_file():
         recipe0 = load_recipe(str(target), args.overrides)
         name = _recipe_name(recipe0, str(target))
-        runs = [p for p in Path(recipe0.output_dir).glob(f"{name}*") if (p / "DONE").exists()]
+        from .train.trainer import runs_of
+
+        runs = [p for p in runs_of(Path(recipe0.output_dir), name) if (p / "DONE").exists()]
         if not runs and not args.model:
             return _fail(f"no finished run of {name!r} under {recipe0.output_dir}/; train it first "
                          f"(zoo train {target}) or pass --model DIR")
@@ -124,14 +126,17 @@ def run_eval(args: argparse.Namespace) -> int:
     out = evaluate(method, dataset, recipe.eval, protocols=args.protocols, progress=not args.quiet,
                    return_ranks=args.uncertainty)
     results, ranks = out if isinstance(out, tuple) else (out, None)
-    out_dir = run_dir if run_dir is not None else model_dir
-    if args.uncertainty:
-        results["uncertainty"] = _uncertainty_report(method, dataset, recipe, ranks, out_dir, args, console)
+    # results go beside the model that was evaluated (never into another run's directory)
+    out_dir = model_dir if args.model else run_dir
+    uncertainty = (_uncertainty_report(method, dataset, recipe, ranks, out_dir, args, console)
+                   if args.uncertainty else None)
     results.setdefault("meta", {}).update({"split": args.split, "model": str(model_dir)})
+    console.print(results_table(results, title=f"{recipe.name or model_dir.name}: {args.split} split"))
+    if uncertainty is not None:
+        results["uncertainty"] = uncertainty
     output = Path(args.output) if args.output else out_dir / (
         "eval_results.json" if args.split == "test" else f"eval_results_{args.split}.json")
     write_results(results, output)
-    console.print(results_table(results, title=f"{recipe.name or model_dir.name}: {args.split} split"))
     console.print(f"results written to {output}")
     return 0
 

@@ -124,7 +124,7 @@ class Method(nn.Module):
         parts = []
         for i in range(0, len(images), batch_size):
             x = torch.stack([transform(im) for im in images[i : i + batch_size]]).to(self.device)
-            parts.append(self.encode_image(x).detach().cpu())
+            parts.append(self.encode_image(x).detach().to("cpu"))
         self.train(was)
         return _E.cat(parts)
 
@@ -135,7 +135,7 @@ class Method(nn.Module):
 
         was = self.training
         self.eval()
-        parts = [self.encode_text(self.tokenize(texts[i : i + batch_size]).to(self.device)).detach().cpu()
+        parts = [self.encode_text(self.tokenize(texts[i : i + batch_size]).to(self.device)).detach().to("cpu")
                  for i in range(0, len(texts), batch_size)]
         self.train(was)
         return _E.cat(parts)

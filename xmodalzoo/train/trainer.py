@@ -58,10 +58,15 @@ def next_run_dir(output_dir: Path, name: str) -> Path:
     return path
 
 
+def runs_of(output_dir: Path, name: str) -> list[Path]:
+    """The run directories of recipe ``name``: ``name`` and ``name-N`` (not ``name_other``)."""
+    return [p for p in output_dir.glob(f"{name}*")
+            if p.is_dir() and (p.name == name or (p.name[len(name):][:1] == "-" and p.name[len(name) + 1:].isdigit()))]
+
+
 def find_resumable(output_dir: Path, name: str) -> Path | None:
     """The most recently written unfinished run of ``name`` that has a checkpoint."""
-    candidates = [p for p in output_dir.glob(f"{name}*") if (p / LAST).is_dir() and not (p / "DONE").exists()]
-    candidates = [p for p in candidates if p.name == name or p.name[len(name):].lstrip("-").isdigit()]
+    candidates = [p for p in runs_of(output_dir, name) if (p / LAST).is_dir() and not (p / "DONE").exists()]
     return max(candidates, key=lambda p: (p / LAST).stat().st_mtime, default=None)
 
 
