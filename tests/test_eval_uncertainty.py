@@ -1,9 +1,11 @@
 """Equal-count uncertainty bins and their recall, against a hand-made case; the plot is a PNG."""
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from xmodalzoo.eval.uncertainty import plot_uncertainty_bins, uncertainty_bins
+from xmodalzoo.eval.uncertainty import average_ranks, plot_uncertainty_bins, spearman, uncertainty_bins
 
 
 def test_bins_sort_by_uncertainty_and_count_recall():
@@ -36,3 +38,32 @@ def test_plot_writes_a_png(tmp_path):
     bins = uncertainty_bins(torch.rand(50, generator=g), torch.randint(0, 5, (50,), generator=g), n_bins=5)
     out = plot_uncertainty_bins(bins, bins, tmp_path / "sub" / "u.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _brute_average_ranks(values: list[float]) -> list[float]:
+    # rank = 1 + (#smaller) + (#equal others) / 2, straight from the definition
+    return [1 + sum(w < v for w in values) + (sum(w == v for w in values) - 1) / 2 for v in values]
+
+
+def test_average_ranks_match_the_definition_with_ties() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 5, (40,), generator=g).double()
+    assert average_ranks(x).tolist() == _brute_average_ranks(x.tolist())
+
+
+def test_spearman_is_pearson_of_average_ranks() -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 6, (30,), generator=g).double()
+    y = x + torch.randint(0, 4, (30,), generator=g).double()
+    rx = torch.tensor(_brute_average_ranks(x.tolist()), dtype=torch.float64)
+    ry = torch.tensor(_brute_average_ranks(y.tolist()), dtype=torch.float64)
+    ref = float(torch.corrcoef(torch.stack([rx, ry]))[0, 1])
+    assert spearman(x, y) == pytest.approx(ref, abs=1e-12)
+    scipy_stats = pytest.importorskip("scipy.stats")
+    assert spearman(x, y) == pytest.approx(scipy_stats.spearmanr(x.numpy(), y.numpy()).statistic, abs=1e-12)
+    assert 0 < spearman(x, y) < 1
+    assert spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)  # 1 - 6·2 / (4·15)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert math.isnan(spearman([1, 2, 3], [5, 5, 5]))
+    with pytest.raises(ValueError, match="x has 2 values but y has 3"):
+        spearman([1, 2], [1, 2, 3])

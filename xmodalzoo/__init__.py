@@ -11,11 +11,12 @@ from .api import (  # noqa: E402
     list_methods,
     load,
     load_recipe,
+    load_run,
     plugins,
     validate_recipe,
 )
 
 __all__ = [
-    "__version__", "build_component", "build_method", "info", "load", "list_components", "list_methods", "load_recipe", "plugins",
+    "__version__", "build_component", "build_method", "info", "load", "list_components", "list_methods", "load_recipe", "load_run", "plugins",
     "validate_recipe",
 ]

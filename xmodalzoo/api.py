@@ -66,12 +66,6 @@ def build_component(kind: str, cfg: Any, **context: Any) -> Any:
     return build(kind, cfg, **context)
 
 
-__all__ = [
-    "KINDS", "build_component", "info", "list_components", "list_methods", "load_recipe", "plugins",
-    "validate_recipe",
-]
-
-
 def load(name_or_path: Any, *, device: Any = "cpu", revision: str | None = None) -> Any:
     """Load a model for inference: a model folder, a registered pretrained name, or ``hf://owner/repo``."""
     from .hub.load import load as _load
@@ -85,3 +79,34 @@ def build_method(recipe_or_cfg: Any, *, train_captions: Sequence[str] | None = N
 
     cfg = getattr(recipe_or_cfg, "method", recipe_or_cfg)
     return build("method", cfg, train_captions=train_captions)
+
+
+def load_run(run_dir: str | os.PathLike[str], split: str = "test", *, device: Any = "auto") -> Any:
+    """A finished run, ready for analysis: ``(recipe, method, dataset)``.
+
+    The recipe is the run's ``recipe.resolved.yaml``, the method its exported ``model/`` folder (in
+    eval mode, on ``device``; ``"auto"`` = CUDA when available) and the dataset the ``split`` of the
+    recipe's data::
+
+        recipe, model, test = zoo.load_run("runs/pcme_shapes/2026-11-22_10-00-00")
+    """
+    from pathlib import Path
+
+    from .eval.encode import resolve_device
+    from .hub.folder import load_model
+    from .method import build
+
+    run = Path(run_dir)
+    if not (run / "recipe.resolved.yaml").is_file():
+        raise FileNotFoundError(f"{run}: not a run directory (recipe.resolved.yaml is missing)")
+    if not (run / "model" / "config.json").is_file():
+        raise FileNotFoundError(f"{run}: the run has no exported model folder yet (model/config.json is missing)")
+    recipe = load_recipe(run / "recipe.resolved.yaml")
+    method = load_model(run / "model", device=resolve_device(device))
+    return recipe, method, build("dataset", recipe.data, split=split)
+
+
+__all__ = [
+    "KINDS", "build_component", "build_method", "info", "list_components", "list_methods", "load", "load_recipe",
+    "load_run", "plugins", "validate_recipe",
+]

@@ -89,7 +89,7 @@ def _fail(msg: str) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from .eval.evaluate import evaluate
+    from .eval.evaluate import encode_dataset, evaluate
     from .eval.report import results_table, write_results
     from .hub.folder import load_model
     from .method import build
@@ -123,12 +123,13 @@ def run_eval(args: argparse.Namespace) -> int:
     method = load_model(model_dir, device=device)
     dataset = build("dataset", recipe.data, split=args.split)
     console = Console()
+    embeddings = encode_dataset(method, dataset, recipe.eval, progress=not args.quiet)
     out = evaluate(method, dataset, recipe.eval, protocols=args.protocols, progress=not args.quiet,
-                   return_ranks=args.uncertainty)
+                   return_ranks=args.uncertainty, embeddings=embeddings)
     results, ranks = out if isinstance(out, tuple) else (out, None)
     # results go beside the model that was evaluated (never into another run's directory)
     out_dir = model_dir if args.model else run_dir
-    uncertainty = (_uncertainty_report(method, dataset, recipe, ranks, out_dir, args, console)
+    uncertainty = (_uncertainty_report(method, embeddings, ranks, out_dir, args, console)
                    if args.uncertainty else None)
     results.setdefault("meta", {}).update({"split": args.split, "model": str(model_dir)})
     console.print(results_table(results, title=f"{recipe.name or model_dir.name}: {args.split} split"))
@@ -141,19 +142,16 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _uncertainty_report(method: Any, dataset: Any, recipe: Any, ranks: Any, out_dir: Path,
+def _uncertainty_report(method: Any, embeddings: Any, ranks: Any, out_dir: Path,
                         args: argparse.Namespace, console: Any) -> dict[str, Any]:
     """R@1 per uncertainty bin for image and caption queries, as a table and a PNG."""
     from rich.table import Table
 
-    from .eval.encode import encode_captions, encode_images
     from .eval.uncertainty import plot_uncertainty_bins, uncertainty_bins
 
     if ranks is None:
         raise SystemExit(_fail("the evaluator returned no per-query ranks"))
-    device = method.device
-    img = encode_images(method, dataset, recipe.eval.batch_size, device, progress=not args.quiet)
-    txt = encode_captions(method, dataset, recipe.eval.batch_size, device, progress=not args.quiet)
+    img, txt = embeddings
     try:
         u_img, u_txt = method.uncertainty(img).cpu(), method.uncertainty(txt).cpu()
     except TypeError as exc:

@@ -202,6 +202,17 @@ def evaluate_embeddings(
     return (results, all_ranks) if return_ranks else results
 
 
+def encode_dataset(
+    method: nn.Module, dataset: RetrievalDataset, cfg: EvalConfig | None = None, *, progress: bool = True
+) -> tuple[Embedding, Embedding]:
+    """Every image and every caption of ``dataset`` encoded once, on ``cfg.device``, returned on the CPU."""
+    cfg = cfg or EvalConfig()
+    device = resolve_device(cfg.device)
+    img = encode_images(method, dataset, cfg.batch_size, device, cfg.num_workers, progress=progress)
+    cap = encode_captions(method, dataset, cfg.batch_size, device, cfg.num_workers, progress=progress)
+    return img, cap
+
+
 def evaluate(
     method: nn.Module,
     dataset: RetrievalDataset,
@@ -210,18 +221,21 @@ def evaluate(
     protocols: Sequence[str] | None = None,
     progress: bool = True,
     return_ranks: bool = False,
+    embeddings: tuple[Embedding, Embedding] | None = None,
 ) -> dict[str, Any] | tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]]]:
     """Encode every image and caption of ``dataset`` once with ``method`` and evaluate them.
 
-    The method is moved to ``cfg.device``; its ``similarity`` scores the pairs.  Returns the results
-    dict (see :func:`evaluate_embeddings`; ``meta`` adds ``encode_seconds`` and ``seconds``), plus the
-    ranks when ``return_ranks``.
+    The method is moved to ``cfg.device``; its ``similarity`` scores the pairs.  Pass
+    ``embeddings=(images, captions)`` when this method has already encoded the dataset (e.g. to also
+    read their uncertainty) to skip encoding.  Returns the results dict (see
+    :func:`evaluate_embeddings`; ``meta`` adds ``encode_seconds`` and ``seconds``), plus the ranks when
+    ``return_ranks``.
     """
     cfg = cfg or EvalConfig()
-    device = resolve_device(cfg.device)
     start = time.perf_counter()
-    img = encode_images(method, dataset, cfg.batch_size, device, cfg.num_workers, progress=progress)
-    cap = encode_captions(method, dataset, cfg.batch_size, device, cfg.num_workers, progress=progress)
+    if embeddings is None:
+        embeddings = encode_dataset(method, dataset, cfg, progress=progress)
+    img, cap = embeddings
     encode_seconds = time.perf_counter() - start
     out = evaluate_embeddings(
         method.similarity, img, cap, dataset, cfg, protocols=protocols, return_ranks=return_ranks
@@ -235,4 +249,4 @@ def evaluate(
     return out
 
 
-__all__ = ["RECALL_KS", "RetrievalTargets", "evaluate", "evaluate_embeddings", "fold_metrics"]
+__all__ = ["RECALL_KS", "RetrievalTargets", "encode_dataset", "evaluate", "evaluate_embeddings", "fold_metrics"]

@@ -21,6 +21,37 @@ def _as_1d(x: Any, name: str) -> torch.Tensor:
     return t
 
 
+def average_ranks(x: torch.Tensor) -> torch.Tensor:
+    """1-based ranks of ``x`` (1-d), ties sharing the mean of the ranks they span (as in Spearman's ρ)."""
+    x = _as_1d(x, "x").double()
+    order = torch.argsort(x, stable=True)
+    sorted_x = x[order]
+    # group equal values: each group's rank is the mean of its first and last 1-based position
+    new_group = torch.ones_like(sorted_x, dtype=torch.bool)
+    new_group[1:] = sorted_x[1:] != sorted_x[:-1]
+    group = torch.cumsum(new_group.long(), 0) - 1
+    pos = torch.arange(1, len(x) + 1, dtype=torch.float64)
+    first = torch.zeros(int(group[-1]) + 1 if len(x) else 0, dtype=torch.float64).scatter_reduce(
+        0, group, pos, "amin", include_self=False)
+    last = torch.zeros_like(first).scatter_reduce(0, group, pos, "amax", include_self=False)
+    ranks = torch.empty_like(pos)
+    ranks[order] = ((first + last) / 2)[group]
+    return ranks
+
+
+def spearman(x: Any, y: Any) -> float:
+    """Spearman's rank correlation ρ of two equally long 1-d sequences (ties get average ranks).
+
+    NaN when either side is constant.
+    """
+    rx, ry = average_ranks(_as_1d(x, "x")), average_ranks(_as_1d(y, "y"))
+    if rx.shape != ry.shape:
+        raise ValueError(f"spearman: x has {rx.numel()} values but y has {ry.numel()}")
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denom = (rx.square().sum() * ry.square().sum()).sqrt()
+    return float(rx @ ry / denom) if denom > 0 else float("nan")
+
+
 def uncertainty_bins(uncertainty: torch.Tensor, ranks: torch.Tensor, n_bins: int = 10) -> list[dict[str, Any]]:
     """Split the queries into ``n_bins`` equal-count bins by uncertainty (low to high) and report each.
 

@@ -121,6 +121,8 @@ def test_mean_only_head_and_errors():
     torch.manual_seed(0)
     h = build("head", {"type": "pcme_mean", "d_hidden": 3}, encoder=encoder(), embed_dim=D, modality="image").double()
     assert not any(n.startswith("sigma") for n, _ in h.named_parameters())
+    with pytest.raises(ValueError, match="sigma_gru"):  # a σ option on the μ-only head is an error, not ignored
+        build("head", {"type": "pcme_mean", "sigma_gru": True}, encoder=encoder(), embed_dim=D, modality="image")
     out = h(features([2, 5]))
     assert isinstance(out, PointEmbedding) and torch.allclose(out.vectors.norm(dim=-1), torch.ones(2, dtype=torch.float64))
     bad = features([2, 5])

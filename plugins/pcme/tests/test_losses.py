@@ -32,7 +32,7 @@ def sigmoid(x):
     return 1.0 / (1.0 + torch.exp(-x))
 
 
-def ref_pcme_loss(mu_i, lv_i, mu_t, lv_t, eps_i, eps_t, a, b, beta, lam):
+def ref_pcme_loss(mu_i, lv_i, mu_t, lv_t, eps_i, eps_t, a, b, beta, lam, reduction="sum"):
     """Explicit loops over pairs, samples and dimensions."""
     J, D = eps_i.shape[1], eps_i.shape[2]
     zi = [[mu_i[i] + torch.exp(0.5 * lv_i[i]) * eps_i[i, j] for j in range(J)] for i in range(len(mu_i))]
@@ -43,7 +43,7 @@ def ref_pcme_loss(mu_i, lv_i, mu_t, lv_t, eps_i, eps_t, a, b, beta, lam):
             p = sum(sigmoid(-a * torch.sqrt(((zi[i][j] - zt[t][k]) ** 2).sum()) + b)
                     for j in range(J) for k in range(J)) / J**2
             total = total - (torch.log(p) if POSITIVES[i, t] else torch.log(1 - p))
-    nll = total / (len(zi) * len(zt))
+    nll = total if reduction == "sum" else total / (len(zi) * len(zt))
 
     def kl(mu, lv):
         return sum(sum(0.5 * (torch.exp(lv[n, d]) + mu[n, d] ** 2 - 1 - lv[n, d]) for d in range(D))
@@ -56,8 +56,8 @@ def ref_pcme_loss(mu_i, lv_i, mu_t, lv_t, eps_i, eps_t, a, b, beta, lam):
     return nll + beta * (kl(mu_i, lv_i) + kl(mu_t, lv_t)) + lam * unif
 
 
-@pytest.mark.parametrize("beta,lam", [(0.0, 0.0), (1e-2, 0.5)])
-def test_pcme_loss_values_and_gradients_match_brute_force(beta, lam):
+@pytest.mark.parametrize("beta,lam,reduction", [(0.0, 0.0, "sum"), (1e-2, 0.5, "sum"), (1e-2, 0.5, "mean")])
+def test_pcme_loss_values_and_gradients_match_brute_force(beta, lam, reduction):
     J, D = 3, 4
     sim = MatchProb(MatchProbConfig(num_samples=J, init_scale=2.0, init_shift=1.0)).double()
     mu_i, lv_i = leaves(3, D, 0)
@@ -67,9 +67,9 @@ def test_pcme_loss_values_and_gradients_match_brute_force(beta, lam):
     eps_t = torch.randn(5, J, D, generator=g, dtype=torch.float64)
     zi = mu_i[:, None] + (0.5 * lv_i).exp()[:, None] * eps_i
     zt = mu_t[:, None] + (0.5 * lv_t).exp()[:, None] * eps_t
-    loss_fn = PCMELoss(PCMELossConfig(vib_weight=beta, uniformity_weight=lam))
+    loss_fn = PCMELoss(PCMELossConfig(vib_weight=beta, uniformity_weight=lam, reduction=reduction))
     out = loss_fn.from_samples(GaussianEmbedding(mu_i, lv_i), GaussianEmbedding(mu_t, lv_t), zi, zt, POSITIVES, sim)
-    ref = ref_pcme_loss(mu_i, lv_i, mu_t, lv_t, eps_i, eps_t, sim.scale, sim.shift, beta, lam)
+    ref = ref_pcme_loss(mu_i, lv_i, mu_t, lv_t, eps_i, eps_t, sim.scale, sim.shift, beta, lam, reduction)
     assert math.isclose(out.loss.item(), ref.item(), rel_tol=1e-10)
     params = (mu_i, lv_i, mu_t, lv_t, sim.logit.raw_scale, sim.logit.shift)
     for got, exp in zip(torch.autograd.grad(out.loss, params), torch.autograd.grad(ref, params)):

@@ -13,13 +13,13 @@ __version__ = "0.1.0"
 
 def register(r: Registrar) -> None:
     """Register PCME's components with the zoo."""
-    from .heads import PCMEGaussianConfig, build_pcme_gaussian, build_pcme_mean
+    from .heads import PCMEGaussianConfig, PCMEMeanConfig, build_pcme_gaussian, build_pcme_mean
     from .losses import PCMELossConfig, PCMEppLossConfig, build_pcme_loss, build_pcmepp_loss
     from .method import PCMEConfig, PCMEppConfig, build_pcme, build_pcmepp
     from .similarity import CSDConfig, MatchProbConfig, MeanCosineConfig, build_csd, build_match_prob, build_mean_cosine
 
     r.add("head", "pcme_gaussian", build_pcme_gaussian, PCMEGaussianConfig)
-    r.add("head", "pcme_mean", build_pcme_mean, PCMEGaussianConfig)
+    r.add("head", "pcme_mean", build_pcme_mean, PCMEMeanConfig)
     r.add("similarity", "match_prob", build_match_prob, MatchProbConfig)
     r.add("similarity", "csd", build_csd, CSDConfig)
     r.add("similarity", "mean_cosine", build_mean_cosine, MeanCosineConfig)

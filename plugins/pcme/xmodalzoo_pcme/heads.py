@@ -40,8 +40,8 @@ class AttentionPool(nn.Module):
         return torch.einsum("bl,blf->bf", attn, x), attn
 
 
-class PCMEGaussianConfig(ComponentConfig):
-    """Options of the PCME Gaussian head (one registered head; set per modality in the recipe)."""
+class PCMEMeanConfig(ComponentConfig):
+    """Options of PCME's μ branch (the ``pcme_mean`` head, and the μ half of ``pcme_gaussian``)."""
 
     source: Literal["local", "inputs"] = Field(
         "local", description="fragments to attend over: local features (images) or input word embeddings (text)"
@@ -50,10 +50,20 @@ class PCMEGaussianConfig(ComponentConfig):
     project_pooled: bool | None = Field(
         None, description="Linear(pooled -> D) for the global μ term; null = only when the pooled size differs from D"
     )
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the attention residual of μ")
+
+
+class PCMEGaussianConfig(PCMEMeanConfig):
+    """Options of the PCME Gaussian head (one registered head; set per modality in the recipe)."""
+
     sigma_gru: bool = Field(
         False, description="text σ: a second biGRU (D/2 per direction) over the fragments instead of Linear(pooled)"
     )
-    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the attention residual of μ")
+    logvar_init: float = Field(
+        0.0,
+        description="initial bias of the log σ² output (0: σ ≈ 1 per dimension at the start, as published; "
+        "a negative value starts from near-point embeddings, which short from-scratch runs need)",
+    )
 
 
 def prefix_lengths(mask: torch.Tensor) -> torch.Tensor:
@@ -88,7 +98,7 @@ class PCMEGaussianHead(nn.Module):
 
     with_sigma = True
 
-    def __init__(self, cfg: PCMEGaussianConfig, pooled_dim: int, fragment_dim: int, embed_dim: int) -> None:
+    def __init__(self, cfg: PCMEMeanConfig, pooled_dim: int, fragment_dim: int, embed_dim: int) -> None:
         super().__init__()
         self.cfg = cfg
         project = cfg.project_pooled if cfg.project_pooled is not None else pooled_dim != embed_dim
@@ -108,10 +118,11 @@ class PCMEGaussianHead(nn.Module):
         if self.with_sigma:
             self.sigma_attention = AttentionPool(fragment_dim, cfg.d_hidden)
             self.sigma_local = nn.Linear(fragment_dim, embed_dim)
-            self.sigma_gru = SigmaGRU(fragment_dim, embed_dim) if cfg.sigma_gru else None
-            self.sigma_global = None if cfg.sigma_gru else nn.Linear(pooled_dim, embed_dim)
+            use_gru = getattr(cfg, "sigma_gru", False)
+            self.sigma_gru = SigmaGRU(fragment_dim, embed_dim) if use_gru else None
+            self.sigma_global = None if use_gru else nn.Linear(pooled_dim, embed_dim)
             nn.init.xavier_uniform_(self.sigma_local.weight)
-            nn.init.zeros_(self.sigma_local.bias)
+            nn.init.constant_(self.sigma_local.bias, getattr(cfg, "logvar_init", 0.0))
 
     def fragments(self, feats: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
         x = feats.local if self.cfg.source == "local" else feats.inputs
@@ -157,7 +168,7 @@ class PCMEMeanHead(PCMEGaussianHead):
         return PointEmbedding(mu, aux={"mu_attention": attn})
 
 
-def _dims(cfg: PCMEGaussianConfig, encoder: Any) -> tuple[int, int]:
+def _dims(cfg: PCMEMeanConfig, encoder: Any) -> tuple[int, int]:
     fragment_dim = encoder.local_dim if cfg.source == "local" else encoder.input_dim
     return int(encoder.pooled_dim), int(fragment_dim)
 
@@ -167,6 +178,6 @@ def build_pcme_gaussian(cfg: PCMEGaussianConfig, *, encoder: Any, embed_dim: int
     return PCMEGaussianHead(cfg, *_dims(cfg, encoder), embed_dim)
 
 
-def build_pcme_mean(cfg: PCMEGaussianConfig, *, encoder: Any, embed_dim: int, **_: object) -> PCMEMeanHead:
+def build_pcme_mean(cfg: PCMEMeanConfig, *, encoder: Any, embed_dim: int, **_: object) -> PCMEMeanHead:
     """PCME's μ branch only (PIE attention residual), as a unit-norm point embedding."""
     return PCMEMeanHead(cfg, *_dims(cfg, encoder), embed_dim)

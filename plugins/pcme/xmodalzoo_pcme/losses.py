@@ -20,8 +20,10 @@ from .gaussian import check_gaussian, kl_to_standard_normal
 from .similarity import ClosedFormSampledDistance, MatchProb
 
 
-def soft_contrastive_nll(pair_logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
-    """Mean over all (B_i, B_t) pairs of −log p (matches) or −log(1 − p) (non-matches).
+def soft_contrastive_nll(
+    pair_logits: torch.Tensor, positives: torch.Tensor, reduction: Literal["sum", "mean"] = "sum"
+) -> torch.Tensor:
+    """Sum (or mean) over all (B_i, B_t) pairs of −log p (matches) or −log(1 − p) (non-matches).
 
     ``pair_logits`` (B_i, B_t, J, J') holds ℓ = −a·d + b per sample pair; p = mean over the J·J'
     sample pairs of sigmoid(ℓ), so log p = logsumexp(logsigmoid(ℓ)) − log(J·J') and
@@ -36,7 +38,8 @@ def soft_contrastive_nll(pair_logits: torch.Tensor, positives: torch.Tensor) -> 
     flat = pair_logits.flatten(2)
     log_p = torch.logsumexp(F.logsigmoid(flat), dim=-1) - log_count
     log_not_p = torch.logsumexp(F.logsigmoid(-flat), dim=-1) - log_count
-    return -torch.where(positives.bool(), log_p, log_not_p).mean()
+    nll = -torch.where(positives.bool(), log_p, log_not_p)
+    return nll.sum() if reduction == "sum" else nll.mean()
 
 
 def uniformity(samples: torch.Tensor) -> torch.Tensor:
@@ -52,10 +55,15 @@ class PCMELossConfig(ComponentConfig):
 
     vib_weight: float = Field(1e-5, ge=0, description="β of KL(N(μ, σ²) ‖ N(0, I)) (COCO 1e-5, CUB 1e-3)")
     uniformity_weight: float = Field(0.0, ge=0, description="λ of the uniformity loss over all samples (COCO 0, CUB 10)")
+    reduction: Literal["sum", "mean"] = Field(
+        "sum",
+        description="NLL over the B² pairs: sum (the official code; β and λ are relative to this sum) or "
+        "mean (divides the NLL by B², so the same β weighs the regularisers B² times more)",
+    )
 
 
 class PCMELoss(Loss):
-    """Soft contrastive NLL over all B_i × B_t pairs + β·KL (sum over dims, mean over items) + λ·uniformity."""
+    """Soft contrastive NLL summed over all B_i × B_t pairs + β·KL (sum over dims, mean over items) + λ·uniformity."""
 
     def __init__(self, cfg: PCMELossConfig) -> None:
         super().__init__()
@@ -79,7 +87,7 @@ class PCMELoss(Loss):
         sim: MatchProb,
     ) -> LossOutput:
         """The loss given the (B, J, D) samples drawn from ``image`` and ``text``."""
-        nll = soft_contrastive_nll(sim.pair_logits(image_samples, text_samples), positives)
+        nll = soft_contrastive_nll(sim.pair_logits(image_samples, text_samples), positives, self.cfg.reduction)
         loss = nll
         terms = {"nll": nll.detach()}
         if self.cfg.vib_weight > 0:
