@@ -1,85 +1,115 @@
-"""Samples per second of a training step (forward, loss, backward, optimizer) for a recipe and device.
+"""Samples per second of a training step for a recipe and device, measured through the real Trainer.
 
-Builds the recipe's method, loss, sampler and training loader exactly as ``zoo train`` does, runs
-``--warmup`` steps, then times ``--steps`` steps: once with data loading included and once on batches
-already in memory (the model's own speed).
+Builds everything with ``Trainer.setup()`` (the recipe's dataset, method, loss, optimizer with its
+parameter groups, scheduler, sampler, loader, AMP settings) and times ``Trainer.train_step`` (one
+per micro-batch, ``train.grad_accum`` of them) + ``Trainer.optimizer_step`` (clipping, scaler,
+optimizer, scheduler): exactly what ``zoo train`` runs per optimizer step.  Two measurements:
+
+* **model only**: micro-batches loaded once and kept in memory on the device;
+* **with data loading**: batches drawn from the training loader while timing (``train.num_workers``).
+
+Each optimizer step is timed on its own (CUDA synchronised); the **median** step time is reported,
+with samples/s = captions per optimizer step / median, so a noisy host does not dominate.
 
     python benchmarks/train_throughput.py recipes/vse_shapes.yaml
     python benchmarks/train_throughput.py recipes/vse_shapes.yaml --device cuda --set train.precision=bf16
+    python benchmarks/train_throughput.py recipes/vse_shapes.yaml --set data.train_size=200 --steps 3
 """
 from __future__ import annotations
 
 import argparse
 import itertools
+import statistics
+import tempfile
 import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
 import torch
 
-from xmodalzoo.data.loader import build_train_loader
-from xmodalzoo.losses.base import LossContext
-from xmodalzoo.method import build, build_loss
 from xmodalzoo.recipe import load_recipe
-from xmodalzoo.train.trainer import resolve_device
+from xmodalzoo.train.trainer import Trainer
+
+
+def timed_steps(trainer: Trainer, micro_batches: Iterable[Any], steps: int, warmup: int,
+                sync: Callable[[], None]) -> tuple[list[float], list[int]]:
+    """Run ``warmup + steps`` optimizer steps; the seconds and captions of each timed one."""
+    accum = trainer.cfg.grad_accum
+    it = iter(micro_batches)
+    times, sizes = [], []
+    for k in range(warmup + steps):
+        sync()
+        t0 = time.perf_counter()
+        n = 0
+        for _ in range(accum):
+            batch = next(it)
+            n += trainer.train_step(batch)["_n"] * trainer.dist.world_size
+        trainer.optimizer_step()
+        sync()
+        if k >= warmup:
+            times.append(time.perf_counter() - t0)
+            sizes.append(n)
+    return times, sizes
+
+
+def epochs_of_batches(trainer: Trainer, first_epoch: int) -> Iterable[Any]:
+    """Training-loader batches without end: epoch after epoch (a small train split is reused)."""
+    for epoch in itertools.count(first_epoch):
+        trainer.sampler.set_epoch(epoch)
+        empty = True
+        for batch in trainer.loader:
+            empty = False
+            yield batch
+        if empty:
+            raise SystemExit("the training loader yields no batch")
+
+
+def summary(label: str, times: list[float], sizes: list[int]) -> str:
+    med = statistics.median(times)
+    return (f"  {label:<20} median {med * 1000:8.1f} ms/step  {statistics.median(sizes) / med:8.1f} samples/s"
+            f"   (min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f} ms; {len(times)} steps)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("recipe")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a recipe value (repeatable), e.g. train.precision=bf16")
+    ap.add_argument("--device", default=None, help="auto | cpu | cuda (default: the recipe's train.device)")
+    ap.add_argument("--steps", type=int, default=10, help="timed optimizer steps per measurement")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed optimizer steps first")
+    ap.add_argument("--epoch", type=int, default=1,
+                    help="1-based training epoch to imitate (e.g. 2: after a one-epoch loss warm-up)")
     args = ap.parse_args()
 
-    recipe = load_recipe(args.recipe, args.overrides)
-    device = resolve_device(args.device)
-    data = build("dataset", recipe.data, split="train")
-    torch.manual_seed(recipe.seed)
-    method = build("method", recipe.method, train_captions=list(data.captions)).to(device).train()
-    loss_fn = build_loss(recipe.method).to(device)
-    params = list(method.parameters()) + list(loss_fn.parameters())
-    optimizer = torch.optim.AdamW(params, lr=recipe.train.optimizer.lr)
-    sampler = build("sampler", recipe.train.sampler, dataset=data, batch_size=recipe.train.batch_size, seed=0)
-    loader = build_train_loader(data, sampler, image_transform=method.image_transform(train=True),
-                                tokenizer=method.tokenizer, num_workers=recipe.train.num_workers)
-    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(recipe.train.precision) if device.type == "cuda" else None
+    overrides = list(args.overrides) + ([f"train.device={args.device}"] if args.device else [])
+    recipe = load_recipe(args.recipe, overrides)
+    with tempfile.TemporaryDirectory(prefix="xmodalzoo-bench-") as tmp:
+        trainer = Trainer(recipe, Path(tmp) / "run", progress=False, argv=[])
+        trainer.setup()
+        trainer.epoch = args.epoch - 1
+        trainer.method.train()
+        trainer.loss.train()
+        device = trainer.device
 
-    def step(batch) -> int:
-        batch = batch.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            img, txt, extras = method(batch)
-            out = loss_fn(img, txt, LossContext(batch.positives(), method.similarity, 1, 0, extras))
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 2.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return len(batch.texts)
+        def sync() -> None:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        need = (args.warmup + args.steps) * trainer.cfg.grad_accum
+        cached = [b.to(device) for b in itertools.islice(epochs_of_batches(trainer, trainer.epoch), need)]
+        model_t, model_n = timed_steps(trainer, cached, args.steps, args.warmup, sync)
+        del cached
+        load_t, load_n = timed_steps(trainer, epochs_of_batches(trainer, trainer.epoch + 1), args.steps,
+                                     args.warmup, sync)
 
-    batches = list(itertools.islice(iter(loader), args.warmup + args.steps))
-    for b in batches[: args.warmup]:
-        step(b)
-    sync()
-    t0 = time.perf_counter()
-    n = sum(step(b) for b in batches[args.warmup :])
-    sync()
-    model_rate = n / (time.perf_counter() - t0)
-
-    sampler.set_epoch(1)
-    t0 = time.perf_counter()
-    n = 0
-    for b in itertools.islice(iter(loader), args.steps):
-        n += step(b)
-    sync()
-    loader_rate = n / (time.perf_counter() - t0)
-    name = recipe.name or args.recipe
-    print(f"{name}: device {device}, batch {recipe.train.batch_size}, precision {recipe.train.precision}, "
-          f"torch threads {torch.get_num_threads()}")
-    print(f"  model step only:        {model_rate:8.1f} samples/s")
-    print(f"  with data loading:      {loader_rate:8.1f} samples/s")
+        cfg = trainer.cfg
+        precision = cfg.precision if trainer.amp_dtype is not None else "fp32"
+        print(f"{recipe.name or args.recipe}: device {device}, batch {cfg.batch_size} x grad_accum {cfg.grad_accum}, "
+              f"{cfg.optimizer.name} lr {cfg.optimizer.lr:g}, precision {precision}, num_workers {cfg.num_workers}, "
+              f"torch threads {torch.get_num_threads()}, epoch {args.epoch}")
+        print(summary("model step only:", model_t, model_n))
+        print(summary("with data loading:", load_t, load_n))
 
 
 if __name__ == "__main__":

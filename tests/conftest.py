@@ -24,3 +24,15 @@ def shared_data() -> Path:
         pytest.skip(f"shared test data not found at {path} (needs flickr8k/ and coco_mini/); "
                     f"set {TEST_DATA_ENV} to the folder holding them")
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models and matrices: one torch thread is fastest on shared CPUs (and the memory tests'
+    scratch space is per thread)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

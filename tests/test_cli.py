@@ -165,9 +165,16 @@ def test_list_errors_and_pretrained(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_plugins_table(capsys: pytest.CaptureFixture[str]) -> None:
+    from xmodalzoo.registry import REGISTRY
+
     assert main(["plugins"]) == 0
-    core = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("│ xmodalzoo "))
+    out = capsys.readouterr().out
+    assert "components" in out and "pretrained" in out
+    core = next(line for line in out.splitlines() if line.startswith("│ xmodalzoo "))
     assert __version__ in core and " ok " in core
+    cells = [cell.strip() for cell in core.split("│")[1:-1]]
+    ours = sum(e.plugin == "xmodalzoo" for kind in REGISTRY.entries.values() for e in kind.values())
+    assert cells[4:6] == [str(ours), "0"]
 
 
 def test_info_shows_fields(thirdparty_plugin: ThirdPartyPlugin, capsys: pytest.CaptureFixture[str]) -> None:
@@ -183,7 +190,14 @@ def test_info_shows_fields(thirdparty_plugin: ThirdPartyPlugin, capsys: pytest.C
 
 def test_info_unknown_name(thirdparty_plugin: ThirdPartyPlugin, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", "demo_methd"]) == 2
-    assert "unknown component 'demo_methd'. Did you mean 'demo_method'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown component 'demo_methd'. Did you mean 'demo_method'" in err
+    assert main(["info", "cosin"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()  # one line: suggestions, then everything available
+    assert line.startswith("error: unknown component 'cosin'. Did you mean 'cosine'")
+    available = line.split("Available: ", 1)[1].split(".", 1)[0].split(", ")
+    assert {"cosine", "demo_method", "demo_head", "triplet", "shapes"} <= set(available)
+    assert available == sorted(available)
 
 
 # ------------------------------------------------------------------------- data preview

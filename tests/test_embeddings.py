@@ -60,3 +60,22 @@ def test_load_rejects_foreign_file(tmp_path):
     save_file({"x": torch.zeros(1)}, str(tmp_path / "f.safetensors"))
     with pytest.raises(ValueError, match="not an xmodalzoo embedding"):
         Embedding.load(tmp_path / "f.safetensors")
+
+
+@pytest.mark.parametrize("emb", make_all(5), ids=lambda e: e.kind)
+def test_single_index_counts_from_the_end_and_checks_the_range(emb):
+    import numpy as np
+
+    for index in (-1, 4, np.int64(4), np.int32(-1), torch.tensor(4), torch.tensor(-1), np.array(4)):
+        one = emb[index]
+        assert type(one) is type(emb) and len(one) == 1, index
+        for k, v in emb.tensors().items():
+            assert torch.equal(one.tensors()[k], v[4:5]), index
+    assert torch.equal(emb[-5].tensors()[emb.tensor_fields[0]], emb[0].tensors()[emb.tensor_fields[0]])
+    for bad in (5, -6, np.int64(5), torch.tensor(-6)):
+        with pytest.raises(IndexError, match=r"out of range for \w+Embedding of 5 items"):
+            emb[bad]
+    # arrays, lists and masks still select several items
+    assert len(emb[np.array([0, 4])]) == 2 and len(emb[[1, 2, 3]]) == 3
+    assert len(emb[torch.tensor([True, False, True, False, True])]) == 3
+    assert len(emb[-2:]) == 2 and len(emb[7:]) == 0  # slices clip, as for tensors

@@ -169,7 +169,7 @@ def test_table_and_json_report(tmp_path: Path) -> None:
     results = {"full": {"i2t_r1": 12.345, "rsum": 300.0, "pmrp_i2t": float("nan")},
                "coco1k": {"i2t_r1": 50.0}, "meta": {"num_images": 4}}
     table = results_table(results)
-    assert [c.header for c in table.columns] == ["protocol", "direction", "R@1", "PMRP", "RSUM"]
+    assert [c.header for c in table.columns] == ["protocol", "dir", "R@1", "PMRP", "RSUM"]
     assert table.row_count == 4  # two protocols × two directions
     console = Console(record=True, width=200)
     console.print(table)

@@ -28,7 +28,7 @@ METHODS = {
         "text_head": {"type": "pcme_gaussian", "source": "inputs", "d_hidden": 16, "sigma_gru": True,
                       "logvar_init": -8.0},
         "similarity": {"type": "match_prob", "num_samples": 3, "init_scale": 5.0, "init_shift": 5.0},
-        "loss": {"type": "pcme", "vib_weight": 1.0e-4, "reduction": "mean"},
+        "loss": {"type": "pcme", "vib_weight": 1.0e-4},
     },
     "pvse": {
         "type": "pvse",

@@ -344,7 +344,8 @@ def test_json_schema_lists_registered_types(toys) -> None:
     schema = json.loads(json.dumps(recipe_json_schema()))  # plain JSON
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["type"] == "object" and schema["additionalProperties"] is False
-    assert set(schema["required"]) == {"data", "method"}
+    assert set(schema["else"]["required"]) == {"data", "method"}  # unless the recipe extends others
+    assert schema["if"] == {"required": ["extends"]}
     method = schema["properties"]["method"]
     assert method["discriminator"]["propertyName"] == "type"
     assert set(method["discriminator"]["mapping"]) == {"toy_method", "other_method"}
@@ -380,6 +381,22 @@ def test_json_schema_refs_all_resolve(toys) -> None:
         _defs_of(schema, ref)
 
 
+def test_json_schema_accepts_extends_at_the_root(toys) -> None:
+    schema = json.loads(json.dumps(recipe_json_schema()))
+    extends = schema["properties"]["extends"]
+    kinds = [option["type"] for option in extends["anyOf"]]
+    assert kinds == ["string", "array"] and extends["anyOf"][1]["items"]["type"] == "string"
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(schema)
+    full = {**GOOD, "extends": ["base.yaml", "more.yaml"]}
+    assert not list(validator.iter_errors({**GOOD, "extends": "base.yaml"}))
+    assert not list(validator.iter_errors(full))
+    assert not list(validator.iter_errors({"extends": "base.yaml", "train": {"epochs": 3}}))  # data/method from the base
+    assert list(validator.iter_errors({"train": {"epochs": 3}}))  # no base: data and method are required
+    assert list(validator.iter_errors({**GOOD, "extends": 3}))
+    assert list(validator.iter_errors({**GOOD, "extend": "base.yaml"}))  # other unknown keys stay errors
+
+
 # ------------------------------------------------------------------------- run records
 
 
@@ -396,6 +413,41 @@ def test_run_record_round_trips(toys, tmp_path: Path, monkeypatch: pytest.Monkey
     assert again == recipe
     env = json.loads((run / "environment.json").read_text())
     assert env["command"] == ["zoo", "train", str(path)] and env["seed"] == 7
-    assert env["device"] == "cpu" and env["git_commit"] is None
-    assert {"xmodalzoo", "python", "torch", "cuda_available", "timestamp", "plugins"} <= set(env)
+    assert env["device"] == "cpu"
+    assert {"xmodalzoo", "python", "torch", "cuda_available", "timestamp", "plugins", "dependencies"} <= set(env)
     assert any(p["name"] == "toys" and p["distribution"] == "toys-dist" for p in env["plugins"])
+
+
+def test_run_record_has_the_code_commit_and_dependency_versions(toys, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """git_commit is that of the xmodalzoo code, whatever the working directory; key versions are kept."""
+    import subprocess
+    from importlib.metadata import version
+
+    import xmodalzoo
+    from xmodalzoo.recipe.record import KEY_DEPENDENCIES, code_commit
+
+    package = Path(xmodalzoo.__file__).resolve().parent
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "__init__.py"], cwd=package,
+                             capture_output=True, text=True).returncode == 0
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=package, capture_output=True, text=True)
+    # the working directory is another git checkout, with a commit of its own
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run([*git, "init", "-q"], cwd=other, check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], cwd=other, check=True)
+    other_head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=other, capture_output=True, text=True).stdout.strip()
+    monkeypatch.chdir(other)
+    recipe = load_recipe(write(tmp_path / "r.yaml", GOOD))
+    write_run_record(tmp_path / "run", recipe, ["zoo", "train"], "cpu")
+    env = json.loads((tmp_path / "run" / "environment.json").read_text())
+    assert env["git_commit"] == code_commit()
+    if tracked and head.returncode == 0:
+        assert env["git_commit"].removesuffix("+dirty") == head.stdout.strip()
+    else:
+        assert env["git_commit"] is None
+    assert not str(env["git_commit"]).startswith(other_head)
+    assert list(env["dependencies"]) == list(KEY_DEPENDENCIES)
+    assert env["dependencies"]["pydantic"] == version("pydantic")
+    assert env["dependencies"]["numpy"] == version("numpy")

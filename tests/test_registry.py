@@ -110,8 +110,28 @@ def test_entry_doc_defaults_to_first_docstring_line(bare_registry) -> None:
 
 def test_info_on_unknown_name_suggests_across_kinds(bare_registry) -> None:
     load_plugin("a", "dist-a", "1.0", _plugin(("head", "gpo_head"), ("loss", "triplet_x")))
-    with pytest.raises(RegistryError, match=r"unknown component 'triplet'\. Did you mean 'triplet_x'\?"):
+    with pytest.raises(RegistryError, match=r"unknown component 'triplet'\. Did you mean 'triplet_x'\?") as err:
         api.info("triplet")
+    assert "Available: gpo_head, triplet_x." in str(err.value)
+
+
+def test_pretrained_entries_record_their_distribution_and_clash_by_name(bare_registry, lenient) -> None:
+    def weights(*names: str):  # type: ignore[no-untyped-def]
+        def register(r: Registrar) -> None:
+            for n in names:
+                r.add_pretrained(n, repo_id=f"me/{n}", method="m")
+
+        return register
+
+    first = load_plugin("first", "dist-first", "1.0", weights("shared", "one"))
+    assert (first.ok, first.components, first.pretrained) == (True, 0, 2)
+    assert REGISTRY.pretrained["shared"].distribution == "dist-first"
+    with pytest.warns(UserWarning, match="second"):
+        second = load_plugin("second", "dist-second", "2.0", weights("two", "shared"))
+    assert not second.ok
+    assert ("pretrained 'shared' is registered twice: by plugin 'first' (distribution dist-first) "
+            "and by plugin 'second' (distribution dist-second)") in second.error
+    assert sorted(REGISTRY.pretrained) == ["one", "shared"]  # nothing of the second plugin
 
 
 def test_entry_validate_fills_type_and_rejects_unknown_keys(bare_registry) -> None:

@@ -76,6 +76,9 @@ def test_ddp_two_processes_match_one_process(tmp_path, env):
         "image_encoder": {"type": "timm", "model": "test_vit", "pretrained": False, "image_size": 32,
                           "transform": {"train_crop": "resize_random", "resize_ratio": 1.0}},
     }, train={"epochs": 1, "batch_size": 32, "max_steps_per_epoch": 2,
+              # random captions: an image whose captions fall on both ranks is encoded twice and must be
+              # kept once after the gather (one process collates it once)
+              "sampler": {"type": "random_captions"},
               # plain SGD: the update is linear in the gradient, so the two runs differ only by the rounding
               # of the all-reduce (Adam divides by √v and blows that rounding up for near-zero gradients)
               "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.0, "weight_decay": 0.0}})

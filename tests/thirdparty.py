@@ -126,6 +126,49 @@ def write_broken_distribution(root: Path, name: str = "zoo_broken_demo") -> Path
     return root
 
 
+def write_plugin_distribution(root: Path, distribution: str, entry_points: dict[str, str], package: str,
+                              source: str, version: str = "0.1") -> Path:
+    """Write an importable ``package`` (its ``__init__.py`` is ``source``) and the dist-info of
+    ``distribution`` declaring ``entry_points`` (plugin name -> ``module:register``) into ``root``."""
+    pkg = root / package
+    pkg.mkdir(parents=True, exist_ok=True)
+    (pkg / "__init__.py").write_text(textwrap.dedent(source), encoding="utf-8")
+    info = root / f"{distribution}-{version}.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: {version}\n",
+                                   encoding="utf-8")
+    lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[xmodalzoo.plugins]\n{lines}", encoding="utf-8")
+    return root
+
+
+def pretrained_plugin_source(*names: str, repo_prefix: str = "someone/xmodalzoo-") -> str:
+    """Source of a plugin module that registers only pretrained entries (for method ``vse``)."""
+    calls = "".join(f"    r.add_pretrained({n!r}, repo_id={repo_prefix + n!r}, method='vse', doc='demo weights {n}')\n"
+                    for n in names)
+    return f"def register(r):\n{calls}"
+
+
+@contextlib.contextmanager
+def installed_distributions(root: Path, packages: tuple[str, ...]) -> Iterator[Path]:
+    """Put ``root`` (holding distributions written above) on ``sys.path`` and discover plugins;
+    on exit remove it, forget ``packages`` and discover again."""
+    from xmodalzoo.plugins import discover
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(root))
+        importlib.invalidate_caches()
+        try:
+            discover(force=True)
+            yield root
+        finally:
+            mp.undo()
+            for name in packages:
+                sys.modules.pop(name, None)
+            importlib.invalidate_caches()
+            discover(force=True)
+
+
 @dataclass(frozen=True)
 class ThirdPartyPlugin:
     """Where the demo distribution lives and the names it registers."""

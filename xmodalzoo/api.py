@@ -39,9 +39,10 @@ def info(name: str, kind: str | None = None) -> list[Entry]:
         names = sorted({n for kind in REGISTRY.entries.values() for n in kind})
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        available = f" Available: {', '.join(names) if names else '(none)'}."
         failed = (f" Plugins that failed to load: {', '.join(REGISTRY.failed_plugins)}."
                   if REGISTRY.failed_plugins else "")
-        raise RegistryError(f"unknown component {name!r}.{hint} See 'zoo list components'.{failed}")
+        raise RegistryError(f"unknown component {name!r}.{hint}{available} See 'zoo list components'.{failed}")
     return found
 
 

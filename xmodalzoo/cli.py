@@ -223,7 +223,11 @@ def _list_pretrained(filter: str | None) -> int:
     for p in entries:
         repo = p.repo_id + (f"@{p.revision}" if p.revision else "")
         _add_row(table, p.name, p.method, p.plugin, repo, p.doc)
-    _print_table(table, empty="no pretrained models are registered by the installed plugins")
+    if filter:
+        empty = f"no entry matches the filter {filter!r}"
+    else:
+        empty = "no pretrained models are registered by the installed plugins"
+    _print_table(table, empty=empty)
     return 0
 
 
@@ -236,10 +240,13 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     table = _table("plugins")
     for col in ("name", "distribution", "version", "status"):
         table.add_column(col, no_wrap=True)
+    table.add_column("components", justify="right", no_wrap=True)
+    table.add_column("pretrained", justify="right", no_wrap=True)
     table.add_column("error", overflow="fold", min_width=20)
     for p in plugins():
         status = Text("ok", style="green") if p.ok else Text("failed", style="bold red")
-        _add_row(table, p.name, p.distribution, p.version, status, Text(p.error, style="red"))
+        counts = (str(p.components), str(p.pretrained)) if p.ok else ("-", "-")
+        _add_row(table, p.name, p.distribution, p.version, status, *counts, Text(p.error, style="red"))
     _print_table(table, empty="no plugins")
     return 0
 

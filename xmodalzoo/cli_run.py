@@ -49,6 +49,7 @@ def _recipe_name(recipe: Any, path: str) -> str:
 
 def run_train(args: argparse.Namespace) -> int:
     from .recipe import load_recipe
+    from .train.checkpoint import checkpoint_path
     from .train.trainer import Trainer, TrainingError, find_resumable, next_run_dir
 
     recipe = load_recipe(args.recipe, args.overrides)
@@ -62,7 +63,7 @@ def run_train(args: argparse.Namespace) -> int:
             resume = found is not None
         else:
             run_dir, resume = Path(args.resume), True
-            if not (run_dir / "checkpoints" / "last").is_dir():
+            if checkpoint_path(run_dir / "checkpoints" / "last") is None:
                 raise SystemExit(_fail(f"{run_dir}: no checkpoint to resume from (checkpoints/last is missing)"))
     else:
         run_dir = Path(args.run_dir) if args.run_dir else next_run_dir(out, name)
@@ -90,7 +91,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from .eval.evaluate import encode_dataset, evaluate
-    from .eval.report import results_table, write_results
+    from .eval.report import keep_training_meta, results_table, write_results
     from .hub.folder import load_model
     from .method import build
     from .recipe import load_recipe
@@ -137,6 +138,7 @@ def run_eval(args: argparse.Namespace) -> int:
         results["uncertainty"] = uncertainty
     output = Path(args.output) if args.output else out_dir / (
         "eval_results.json" if args.split == "test" else f"eval_results_{args.split}.json")
+    keep_training_meta(results, output)  # replacing the training-time file keeps best_epoch/best_val_rsum
     write_results(results, output)
     console.print(f"results written to {output}")
     return 0

@@ -7,6 +7,7 @@ residuals, raw slots) that losses may use; it is dropped by slicing, concatenati
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Sequence, TypeVar
@@ -33,8 +34,19 @@ class Embedding:
         return int(getattr(self, self.tensor_fields[0]).shape[0])
 
     def __getitem__(self: E, index: Any) -> E:
-        if isinstance(index, int):
-            index = slice(index, index + 1)
+        """Items along the first axis; always an embedding (a single index gives one item).
+
+        ``index`` is a slice, a sequence/array/tensor of indices or a bool mask, or a single integer
+        (Python int, numpy integer, 0-d integer tensor): negative ones count from the end and one out
+        of range raises ``IndexError``.
+        """
+        single = _single_index(index)
+        if single is not None:
+            n = len(self)
+            if not -n <= single < n:
+                raise IndexError(f"index {single} is out of range for {type(self).__name__} of {n} items")
+            single %= n
+            index = slice(single, single + 1)
         return self._replace(**{k: v[index] for k, v in self.tensors().items()})
 
     @property
@@ -144,6 +156,22 @@ class GaussianEmbedding(Embedding):
     @property
     def std(self) -> torch.Tensor:
         return (0.5 * self.logvar).exp()
+
+
+def _single_index(index: Any) -> int | None:
+    """``index`` as a Python int when it is one integer (int, numpy integer, 0-d integer tensor)."""
+    if isinstance(index, bool):
+        return None  # a bool is a mask/None-like index for tensors, not an item number
+    if isinstance(index, torch.Tensor):
+        if index.dim() != 0 or index.dtype == torch.bool or index.is_floating_point() or index.is_complex():
+            return None
+        return int(index.item())
+    if getattr(index, "ndim", None) not in (None, 0):
+        return None  # numpy arrays and the like: fancy indexing
+    try:
+        return operator.index(index)
+    except TypeError:
+        return None
 
 
 def _check_rank(emb: Embedding, name: str, rank: int) -> None:

@@ -103,8 +103,22 @@ class Method(nn.Module):
         """(N, M) similarity of every query/gallery pair (small inputs; see the engine for large)."""
         return self.similarity(query, gallery)
 
-    def uncertainty(self, emb: Embedding) -> torch.Tensor:
-        """One scalar per item: mean σ² over dimensions (Gaussian embeddings only)."""
+    def uncertainty(self, items: Embedding | Sequence[Any]) -> torch.Tensor:
+        """One scalar per item: the mean of σ² over dimensions (methods with Gaussian embeddings).
+
+        ``items`` is an embedding, a list of captions (str) or a list of raw images (what
+        :meth:`embed_images` takes); raw items are encoded in eval mode first.  Higher = more ambiguous::
+
+            model.uncertainty(["a red circle", "two shapes: a blue star and a small green triangle"])
+        """
+        if isinstance(items, Embedding):
+            emb = items
+        elif isinstance(items, str):
+            raise TypeError("uncertainty takes a list of captions, not a single string")
+        elif len(items) and all(isinstance(x, str) for x in items):
+            emb = self.embed_texts(items)
+        else:
+            emb = self.embed_images(items)
         if isinstance(emb, GaussianEmbedding):
             return emb.logvar.exp().mean(-1)
         raise TypeError(f"{type(self).__name__} gives {type(emb).__name__} embeddings, which carry no uncertainty")

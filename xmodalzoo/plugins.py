@@ -41,7 +41,10 @@ class PluginStatus:
     version: str
     ok: bool
     error: str = ""
+    #: registry entries it added (all kinds)
     components: int = 0
+    #: pretrained models it published (``Registrar.add_pretrained``)
+    pretrained: int = 0
 
 
 class Registrar:
@@ -83,7 +86,9 @@ class Registrar:
         """Publish pretrained weights ``name`` (loadable with ``zoo.load(name)``) held at a Hub repo."""
         if any(p.name == name for p in self.staged_pretrained):
             raise RegistryError(f"plugin {self.plugin!r} registers pretrained {name!r} twice")
-        self.staged_pretrained.append(PretrainedEntry(name, repo_id, method, self.plugin, revision, doc))
+        self.staged_pretrained.append(
+            PretrainedEntry(name, repo_id, method, self.plugin, revision, doc, distribution=self.distribution)
+        )
 
     def commit(self, registry: Registry) -> None:
         """Add every staged entry, or none of them if any name is taken."""
@@ -96,14 +101,11 @@ class Registrar:
                     f"(distribution {e.distribution})"
                 )
         for p in self.staged_pretrained:
-            if p.name in registry.pretrained:
-                other = registry.pretrained[p.name]
-                raise RegistryError(f"pretrained {p.name!r} is registered twice: by plugin {other.plugin!r} "
-                                    f"and by plugin {p.plugin!r} (distribution {self.distribution})")
+            registry.check_pretrained(p)
         for e in self.staged:
             registry.add(e)
         for p in self.staged_pretrained:
-            registry.pretrained[p.name] = p
+            registry.add_pretrained(p)
 
 
 _status: dict[str, PluginStatus] = {}
@@ -128,7 +130,8 @@ def load_plugin(
             raise TypeError(f"entry point must name a callable register(registrar), got {type(register).__name__}")
         register(registrar)
         registrar.commit(REGISTRY)
-        status = PluginStatus(name, distribution, version, True, components=len(registrar.staged))
+        status = PluginStatus(name, distribution, version, True, components=len(registrar.staged),
+                              pretrained=len(registrar.staged_pretrained))
     except Exception as exc:  # a broken plugin must not take the zoo down
         err = f"{type(exc).__name__}: {exc}"
         status = PluginStatus(name, distribution, version, False, err)

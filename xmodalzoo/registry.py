@@ -72,6 +72,8 @@ class PretrainedEntry:
     plugin: str
     revision: str | None = None
     doc: str = ""
+    #: the installed distribution of the plugin that registered it
+    distribution: str = ""
 
 
 @dataclass
@@ -101,6 +103,22 @@ class Registry:
                 f"(distribution {entry.distribution})"
             )
         self.entries[entry.kind][entry.name] = entry
+        self.version += 1
+
+    def check_pretrained(self, entry: PretrainedEntry) -> None:
+        """Raise if ``entry``'s name is taken, naming both plugins and their distributions."""
+        existing = self.pretrained.get(entry.name)
+        if existing is not None:
+            raise RegistryError(
+                f"pretrained {entry.name!r} is registered twice: by plugin {existing.plugin!r} "
+                f"(distribution {existing.distribution or '?'}) and by plugin {entry.plugin!r} "
+                f"(distribution {entry.distribution or '?'})"
+            )
+
+    def add_pretrained(self, entry: PretrainedEntry) -> None:
+        """Add one pretrained entry; a name already taken is an error naming both owners."""
+        self.check_pretrained(entry)
+        self.pretrained[entry.name] = entry
         self.version += 1
 
     def remove_plugin(self, plugin: str) -> None:

@@ -6,6 +6,7 @@ from .batch import Batch, TextBatch
 def register_components(r) -> None:  # type: ignore[no-untyped-def]
     """Datasets and samplers: filled in by the data modules."""
     from .coco import CocoDatasetConfig, build_coco
+    from .cub import CubDatasetConfig, build_cub
     from .folder import JsonlDatasetConfig, build_jsonl
     from .karpathy import KarpathyDatasetConfig, build_karpathy
     from .precomp import PrecompDatasetConfig, build_precomp
@@ -15,6 +16,7 @@ def register_components(r) -> None:  # type: ignore[no-untyped-def]
     r.add("dataset", "karpathy", build_karpathy, KarpathyDatasetConfig)
     r.add("dataset", "coco", build_coco, CocoDatasetConfig)
     r.add("dataset", "precomp", build_precomp, PrecompDatasetConfig)
+    r.add("dataset", "cub", build_cub, CubDatasetConfig)
     register_samplers(r)
     from .shapes import register as register_shapes; register_shapes(r)  # noqa: E702
 

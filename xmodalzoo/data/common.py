@@ -16,8 +16,10 @@ Corrupt or missing images
 -------------------------
 ``on_error: raise`` (default) raises :class:`DataError` naming the file and the reason.
 ``on_error: skip`` drops images whose file is missing when the dataset is built (with their
-captions; counted in ``missing_images`` and logged), and the training loader drops images that fail
-to decode from their batch (see :mod:`xmodalzoo.data.loader`).
+captions; counted in ``missing_images`` and logged), the training loader drops images that fail
+to decode from their batch (see :mod:`xmodalzoo.data.loader`), and evaluation drops them, with their
+captions, from the split it evaluates (:func:`xmodalzoo.eval.encode.encode_images`,
+:meth:`RetrievalDataset.drop_images`).
 """
 from __future__ import annotations
 
@@ -159,6 +161,7 @@ class ImageFileDataset(RetrievalDataset):
         if caption_ids is None:
             caption_ids = [[f"{iid}#{j}" for j in range(len(caps))] for iid, caps in zip(image_ids, captions)]
         self.name, self.split, self.source = name, split, source
+        self.on_error = on_error
         keep = [i for i, caps in enumerate(captions) if len(caps) > 0]
         missing = [i for i in keep if not Path(paths[i]).is_file()]
         self.missing_images: list[str] = [str(paths[i]) for i in missing]
@@ -187,6 +190,9 @@ class ImageFileDataset(RetrievalDataset):
     def load_image(self, index: int) -> Any:
         """Image ``index`` as a PIL RGB image (:class:`DataError` when unreadable)."""
         return load_rgb(self.paths[index])
+
+    def _select_images(self, keep: np.ndarray) -> None:
+        self.paths = [self.paths[i] for i in keep.tolist()]
 
     def image_path(self, index: int) -> Path:
         return self.paths[index]

@@ -53,6 +53,8 @@ class PrecompDataset(RetrievalDataset):
 
     def __init__(self, cfg: PrecompDatasetConfig, root: Path, split: str, prefixes: list[str]) -> None:
         self.name, self.split = cfg.name or root.name, split
+        self.on_error = cfg.on_error
+        self._rows: np.ndarray | None = None  # dataset index -> feature row index, once images were dropped
         self.parts: list[_PrecompPart] = []
         starts, image_ids, caption_ids, captions, c2i = [0], [], [], [], []
         for prefix in prefixes:
@@ -95,6 +97,8 @@ class PrecompDataset(RetrievalDataset):
         """Region features of image ``index``: a float32 (regions, dim) array (a copy)."""
         if not 0 <= index < self.num_images:
             raise IndexError(f"image index {index} out of range for {self.num_images} images")
+        if self._rows is not None:
+            index = int(self._rows[index])
         p = int(np.searchsorted(self.part_starts, index, side="right")) - 1
         part = self.parts[p]
         row = (index - int(self.part_starts[p])) * part.rows_per_image
@@ -102,6 +106,10 @@ class PrecompDataset(RetrievalDataset):
             return np.array(part.array[row], dtype=np.float32)
         except (OSError, ValueError) as exc:
             raise DataError(f"cannot read row {row} of {part.path}: {exc}") from None
+
+
+    def _select_images(self, keep: np.ndarray) -> None:
+        self._rows = keep if self._rows is None else self._rows[keep]
 
 
 def build_precomp(cfg: PrecompDatasetConfig, *, split: str) -> PrecompDataset:

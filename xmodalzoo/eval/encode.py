@@ -1,14 +1,28 @@
-"""Encode every image of a split once and every caption once, in batches, on one device."""
+"""Encode every image of a split once and every caption once, in batches, on one device.
+
+Unreadable images never surface as a worker traceback: each worker catches the
+:class:`~xmodalzoo.data.common.DataError` of an image and hands it to the main process (as the
+training collate does).  There, the dataset's ``on_error`` decides: ``raise`` fails with one line
+naming the file; ``skip`` drops the image **and its captions** from the dataset in place
+(:meth:`~xmodalzoo.data.base.RetrievalDataset.drop_images`, so ``caption_to_image``, positives and
+labels stay consistent for the evaluation that follows), counts them in
+``dataset.skipped_images`` and logs a warning.  Captions are encoded after images, so they follow.
+"""
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Iterable
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.base import RetrievalDataset
+from ..data.common import DataError
 from ..embeddings import Embedding
+
+log = logging.getLogger("xmodalzoo.data")
 
 
 def resolve_device(spec: str | torch.device | None) -> torch.device:
@@ -39,6 +53,35 @@ class ImageItems(Dataset):
         return self.transform(self.dataset.load_image(index))
 
 
+class SafeImageItems(ImageItems):
+    """Like :class:`ImageItems`, but item ``i`` is ``(i, tensor)`` or ``(i, error message)``."""
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | str]:  # type: ignore[override]
+        try:
+            item = self.transform(self.dataset.load_image(index))
+        except DataError as exc:
+            return index, str(exc)
+        return index, item if isinstance(item, torch.Tensor) else torch.as_tensor(item)
+
+
+class ImageBatch:
+    """A batch of :class:`SafeImageItems`: the readable images stacked, the errors aside (picklable)."""
+
+    def __init__(self, items: list[tuple[int, torch.Tensor | str]]) -> None:
+        ok = [(i, x) for i, x in items if isinstance(x, torch.Tensor)]
+        self.index = [i for i, _ in ok]
+        self.pixels = torch.stack([x for _, x in ok]) if ok else None
+        self.errors = [(i, x) for i, x in items if not isinstance(x, torch.Tensor)]
+
+    def __len__(self) -> int:
+        return len(self.index) + len(self.errors)
+
+    def pin_memory(self) -> "ImageBatch":
+        if self.pixels is not None:
+            self.pixels = self.pixels.pin_memory()
+        return self
+
+
 class CaptionItems(Dataset):
     """Caption ``i`` of a dataset, as raw text (tokenised per batch)."""
 
@@ -60,7 +103,7 @@ def _as_list(batch: list[str]) -> list[str]:
 def _encode(
     method: nn.Module,
     batches: Iterable[Any],
-    encode: Callable[[Any], Embedding],
+    encode: Callable[[Any], Embedding | None],
     sizes: Callable[[Any], int],
     total: int,
     label: str,
@@ -78,10 +121,14 @@ def _encode(
         with Progress(*columns, transient=True, disable=not progress) as bar:
             task = bar.add_task(f"encoding {label}", total=total)
             for batch in batches:
-                parts.append(encode(batch).detach().to("cpu"))
+                emb = encode(batch)
+                if emb is not None:
+                    parts.append(emb.detach().to("cpu"))
                 bar.advance(task, sizes(batch))
     finally:
         method.train(was_training)
+    if not parts:
+        raise DataError(f"no {label} could be encoded")
     return type(parts[0]).cat(parts)
 
 
@@ -101,21 +148,47 @@ def encode_images(
     num_workers: int = 0,
     *,
     progress: bool = True,
+    on_error: str | None = None,
 ) -> Embedding:
     """Embeddings (on the CPU, in dataset order) of every image, each loaded and encoded once.
 
     Uses ``method.image_transform(False)`` and ``method.encode_image`` in eval mode without
     gradients.  ``device`` None keeps the method where it is; otherwise the method is moved there.
+    An unreadable image raises a one-line :class:`DataError` naming the file, or with ``on_error``
+    (default: ``dataset.on_error``) ``"skip"`` is dropped from ``dataset`` with its captions (see
+    the module docstring); the embeddings then cover the images left.
     """
+    on_error = on_error or getattr(dataset, "on_error", "raise")
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     device = _prepare(method, device)
     loader = DataLoader(
-        ImageItems(dataset, method.image_transform(False)), batch_size=batch_size, shuffle=False,
-        num_workers=num_workers, pin_memory=device.type == "cuda",
+        SafeImageItems(dataset, method.image_transform(False)), batch_size=batch_size, shuffle=False,
+        num_workers=num_workers, pin_memory=device.type == "cuda", collate_fn=ImageBatch,
     )
-    return _encode(
-        method, loader, lambda x: method.encode_image(x.to(device, non_blocking=True)), len,
-        dataset.num_images, "images", progress,
-    )
+    skipped: list[tuple[int, str]] = []
+
+    def encode(batch: ImageBatch) -> Embedding | None:
+        if batch.errors:
+            if on_error == "raise":
+                raise DataError(f"{batch.errors[0][1]} (set data.on_error: skip to drop unreadable images)")
+            skipped.extend(batch.errors)
+        if batch.pixels is None:
+            return None
+        return method.encode_image(batch.pixels.to(device, non_blocking=True))
+
+    emb = _encode(method, loader, encode, len, dataset.num_images, "images", progress)
+    if skipped:
+        for _, reason in skipped:
+            log.warning("skipped an unreadable image: %s", reason)
+        name = f"{dataset.name}/{dataset.split}" if dataset.name else type(dataset).__name__
+        dropped = [i for i, _ in skipped]
+        n_caps = int(np.isin(dataset.caption_to_image, dropped).sum())
+        dataset.drop_images(dropped)
+        dataset.skipped_images = [*getattr(dataset, "skipped_images", []), *(r for _, r in skipped)]
+        log.warning("%s: evaluating without %d unreadable image(s) and their %d caption(s); %d images left",
+                    name, len(dropped), n_caps, dataset.num_images)
+    return emb
 
 
 def encode_captions(
@@ -142,4 +215,4 @@ def encode_captions(
     )
 
 
-__all__ = ["CaptionItems", "ImageItems", "encode_captions", "encode_images", "module_device", "resolve_device"]
+__all__ = ["CaptionItems", "ImageBatch", "ImageItems", "SafeImageItems", "encode_captions", "encode_images", "module_device", "resolve_device"]

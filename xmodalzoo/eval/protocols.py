@@ -10,12 +10,42 @@ Captions of a fold are the captions of its images, in file order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
+
+from ..data.common import DataError
 
 PROTOCOLS = ("full", "coco1k", "coco5k")
 COCO_1K_FOLD_IMAGES = 1000
 COCO_5K_IMAGES = 5000
+
+
+class ProtocolError(DataError, ValueError):
+    """A protocol the split cannot serve (too few images, or unknown); one line, no traceback in ``zoo``."""
+
+
+def required_images(protocol: str, *, fold_size: int = COCO_1K_FOLD_IMAGES, coco5k_images: int = COCO_5K_IMAGES) -> int:
+    """The fewest images a split needs for ``protocol`` (1 for ``full``)."""
+    needs = {"full": 1, "coco1k": fold_size, "coco5k": coco5k_images}
+    if protocol not in needs:
+        raise ProtocolError(f"unknown evaluation protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    return needs[protocol]
+
+
+def check_protocols(protocols: Iterable[str], num_images: int, split: str | None = None, *,
+                    fold_size: int = COCO_1K_FOLD_IMAGES, coco5k_images: int = COCO_5K_IMAGES) -> None:
+    """Raise a one-line :class:`ProtocolError` when a split of ``num_images`` images cannot serve a protocol."""
+    for protocol in protocols:
+        need = required_images(protocol, fold_size=fold_size, coco5k_images=coco5k_images)
+        if num_images < need:
+            what = {"coco1k": f"folds of {fold_size}", "coco5k": "the COCO 5K test split"}.get(protocol, "")
+            where = f"the {split} split" if split else "this split"
+            raise ProtocolError(
+                f"protocol {protocol} needs at least {need} images ({what}); {where} has {num_images}: fix "
+                f"eval.protocols or the dataset's {split or 'test'} split (the SCAN COCO 5K set is precomp's "
+                f"'testall' files: data.splits.test: [testall])"
+            )
 
 
 @dataclass(frozen=True)
@@ -68,24 +98,14 @@ def protocol_folds(
     ``fold_size`` (1,000) and ``coco5k_images`` (5,000) are parameters only so tests can shrink them.
     """
     c2i = check_caption_to_image(caption_to_image, num_images)
+    required_images(protocol)  # unknown protocol -> ProtocolError
     if protocol == "full":
         return [image_range_fold(0, num_images, c2i)]
+    check_protocols([protocol], num_images, fold_size=fold_size, coco5k_images=coco5k_images)
     if protocol == "coco1k":
-        if num_images < fold_size:
-            raise ValueError(
-                f"protocol coco1k needs at least {fold_size} images (folds of {fold_size}); "
-                f"this split has {num_images}"
-            )
         return [image_range_fold(f * fold_size, (f + 1) * fold_size, c2i) for f in range(num_images // fold_size)]
-    if protocol == "coco5k":
-        if num_images < coco5k_images:
-            raise ValueError(
-                f"protocol coco5k needs at least {coco5k_images} images (the COCO 5K test split); "
-                f"this split has {num_images}"
-            )
-        return [image_range_fold(0, coco5k_images, c2i)]
-    raise ValueError(f"unknown evaluation protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    return [image_range_fold(0, coco5k_images, c2i)]
 
 
-__all__ = ["PROTOCOLS", "COCO_1K_FOLD_IMAGES", "COCO_5K_IMAGES", "Fold", "check_caption_to_image",
-           "image_range_fold", "protocol_folds"]
+__all__ = ["PROTOCOLS", "COCO_1K_FOLD_IMAGES", "COCO_5K_IMAGES", "Fold", "ProtocolError", "check_caption_to_image",
+           "check_protocols", "image_range_fold", "protocol_folds", "required_images"]

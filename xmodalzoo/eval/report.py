@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
+from rich import box
 from rich.table import Table
 
 META_KEY = "meta"
@@ -16,7 +17,9 @@ META_KEY = "meta"
 #: table columns: (header, metric key suffix) — keys are ``{direction}_{suffix}`` or ``{suffix}_{direction}``
 COLUMNS = (("R@1", "r1"), ("R@5", "r5"), ("R@10", "r10"), ("medr", "medr"), ("meanr", "meanr"),
            ("R-Prec", "r_precision"), ("mAP@R", "map_at_r"), ("PMRP", "pmrp"))
-DIRECTIONS = (("i2t", "image → text"), ("t2i", "text → image"))
+DIRECTIONS = (("i2t", "i→t"), ("t2i", "t→i"))
+#: meta keys only training knows (the best epoch on val); re-evaluating a run keeps them
+TRAINING_META_KEYS = ("best_epoch", "best_val_rsum")
 
 
 def _value(values: Mapping[str, Any], direction: str, suffix: str) -> Any:
@@ -24,33 +27,56 @@ def _value(values: Mapping[str, Any], direction: str, suffix: str) -> Any:
 
 
 def results_table(results: Mapping[str, Any], title: str | None = None) -> Table:
-    """One row per protocol and direction (R@K, ranks, R-Precision, mAP@R, PMRP) plus RSUM.
+    """One row per protocol and direction (``i→t`` image→text, ``t→i`` text→image) with R@K, ranks,
+    R-Precision, mAP@R, PMRP, plus RSUM.
 
-    Columns no protocol has are left out; values to one decimal, ``-`` where undefined.
+    Columns no protocol has are left out; values to one decimal (median ranks whole, mean ranks from
+    1,000 up whole), ``-`` where undefined.  Compact (no vertical rules, short labels): every column
+    fits in 80 terminal columns.
     """
     rows = [(p, v) for p, v in results.items() if p != META_KEY and isinstance(v, Mapping)]
     present = [(h, s) for h, s in COLUMNS
                if any(_value(v, d, s) is not None for _, v in rows for d, _ in DIRECTIONS)]
-    table = Table(title=title)
-    table.add_column("protocol", style="bold")
-    table.add_column("direction")
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("protocol", style="bold", no_wrap=True)
+    table.add_column("dir", no_wrap=True)
     for header, _ in present:
-        table.add_column(header, justify="right")
-    table.add_column("RSUM", justify="right", style="bold")
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("RSUM", justify="right", style="bold", no_wrap=True)
     for protocol, values in rows:
         for i, (d, label) in enumerate(DIRECTIONS):
             rsum = _format(values.get("rsum")) if i == 0 else ""
             table.add_row(protocol if i == 0 else "", label,
-                          *(_format(_value(values, d, s)) for _, s in present), rsum)
+                          *(_format(_value(values, d, s), s) for _, s in present), rsum)
     return table
 
 
-def _format(value: Any) -> str:
+def _format(value: Any, key: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if isinstance(value, (int, float)):
+        if key == "medr" or (key == "meanr" and abs(value) >= 1000):
+            return f"{value:.0f}"
         return f"{value:.1f}"
     return str(value)
+
+
+def keep_training_meta(results: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """Carry the training-only meta (``best_epoch``, ``best_val_rsum``) of the results file at ``path``
+    (about to be replaced) into ``results["meta"]``, when it is for the same split and ``results``
+    lacks them; returns ``results``."""
+    path = Path(path)
+    try:
+        old = json.loads(path.read_text()).get(META_KEY) or {}
+    except (OSError, ValueError, AttributeError):
+        return results
+    meta = results.setdefault(META_KEY, {})
+    if old.get("split", meta.get("split")) != meta.get("split"):
+        return results
+    for key in TRAINING_META_KEYS:
+        if key in old and key not in meta:
+            meta[key] = old[key]
+    return results
 
 
 def to_jsonable(value: Any) -> Any:
@@ -84,4 +110,4 @@ def write_results(results: Mapping[str, Any], path: str | Path) -> Path:
     return path
 
 
-__all__ = ["results_table", "to_jsonable", "write_results"]
+__all__ = ["TRAINING_META_KEYS", "keep_training_meta", "results_table", "to_jsonable", "write_results"]

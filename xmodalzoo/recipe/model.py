@@ -74,8 +74,23 @@ def section_default(data: dict[str, Any], path: Sequence[str | int]) -> Any:
 
 def recipe_json_schema() -> dict[str, Any]:
     """JSON Schema (2020-12) of recipes with every installed plugin, for editors and tooling."""
+    from .loader import EXTENDS_KEY
+
     schema = recipe_model().model_json_schema()
     _require_discriminators(schema)
+    # `extends:` is read (and removed) by the loader before validation, so the model has no such
+    # field; recipe files may still carry it at the top level, and then may leave the required
+    # sections (data, method) to their bases
+    name = {"type": "string", "minLength": 1}
+    schema.setdefault("properties", {})[EXTENDS_KEY] = {
+        "title": "Extends",
+        "description": "base recipe file(s), relative to this file, deep-merged in order before this file",
+        "anyOf": [name, {"type": "array", "items": name}],
+    }
+    required = schema.pop("required", [])
+    if required:
+        schema["if"] = {"required": [EXTENDS_KEY]}
+        schema["else"] = {"required": required}
     return {"$schema": JSON_SCHEMA_DIALECT, **schema}
 
 

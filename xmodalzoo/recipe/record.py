@@ -16,6 +16,8 @@ from .model import Recipe
 
 RESOLVED_RECIPE = "recipe.resolved.yaml"
 ENVIRONMENT = "environment.json"
+#: distributions whose versions every run records (besides torch, python and the plugins)
+KEY_DEPENDENCIES = ("timm", "transformers", "torchvision", "pydantic", "numpy", "safetensors")
 
 
 def resolved_recipe_yaml(recipe: Recipe) -> str:
@@ -25,7 +27,8 @@ def resolved_recipe_yaml(recipe: Recipe) -> str:
 
 
 def environment_info(recipe: Recipe, argv: Sequence[str], device: Any) -> dict[str, Any]:
-    """Versions, plugins, hardware, git commit, command line, seed and time of a run."""
+    """Versions (xmodalzoo, plugins, key dependencies), hardware, the git commit of the xmodalzoo
+    code, command line, seed and time of a run."""
     import torch
 
     from .. import __version__
@@ -49,11 +52,12 @@ def environment_info(recipe: Recipe, argv: Sequence[str], device: Any) -> dict[s
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "torch": torch.__version__,
+        "dependencies": dependency_versions(),
         "cuda_available": cuda,
         "cuda_version": torch.version.cuda,
         "device": device_name,
         "gpu": gpu,
-        "git_commit": git_commit(Path.cwd()),
+        "git_commit": code_commit(),
         "command": list(argv),
         "seed": recipe.seed,
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -67,6 +71,38 @@ def write_run_record(run_dir: str | os.PathLike[str], recipe: Recipe, argv: Sequ
     (run_dir / RESOLVED_RECIPE).write_text(resolved_recipe_yaml(recipe), encoding="utf-8")
     info = environment_info(recipe, argv, device)
     (run_dir / ENVIRONMENT).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def dependency_versions(names: Sequence[str] = KEY_DEPENDENCIES) -> dict[str, str | None]:
+    """Installed version of each distribution in ``names`` (None when it is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def code_commit() -> str | None:
+    """The git commit of the xmodalzoo code that runs (not of the working directory), or None.
+
+    None unless the package directory is tracked by a git checkout (an editable install of a clone);
+    a regular install in a virtual environment that happens to lie inside some checkout is not.
+    """
+    from .. import __file__ as package_init
+
+    package = Path(package_init).resolve().parent
+    try:
+        tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "__init__.py"], cwd=package,
+                                 capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if tracked.returncode != 0:
+        return None
+    return git_commit(package)
 
 
 def git_commit(directory: str | os.PathLike[str]) -> str | None:

@@ -38,6 +38,8 @@ class ChunkPlan:
     rows: int
     cols: int
     pair_bytes: int
+    #: working bytes per block row that do not scale with ``cols`` (the running top k of :func:`topk`)
+    row_bytes: int = 0
 
     def spans(self, total: int, size: int) -> Iterator[tuple[int, int]]:
         """(start, first_new) per block along one axis; the block is ``start:start+size``."""
@@ -54,7 +56,7 @@ class ChunkPlan:
 
     @property
     def block_bytes(self) -> int:
-        return self.rows * self.cols * self.pair_bytes
+        return self.rows * (self.cols * self.pair_bytes + self.row_bytes)
 
 
 def plan_chunks(n: int, m: int, pair_bytes: int, max_bytes: int, min_block: int = MIN_BLOCK) -> ChunkPlan:
@@ -120,6 +122,98 @@ def similarity_matrix(
         sim.train(was_training)
 
 
+#: working bytes per (query, gallery) pair while a block is reduced to its top k (after the
+#: similarity's forward has freed its intermediates): the float32 score block (4), and when a tie
+#: crosses the k-th score, the int32 image of the scores (4), the int64 sort keys (8) and bool masks
+TOPK_PAIR_BYTES = 16
+#: working bytes per (query row, kept slot) for the running top k and its merge with a block's top k:
+#: running keys + scores (12), the block's candidates (keys 8 + scores 4), the 2k-column
+#: concatenations (keys 16 + scores 8) and the merge's topk outputs and gathered scores (16 + 4),
+#: with room for the temporaries of the block's own topk and keys
+TOPK_SLOT_BYTES = 80
+#: the low 32 bits of a sort key hold ``_LOW_MAX - gallery index`` (so a lower index ranks higher)
+_LOW_MAX = (1 << 32) - 1
+
+
+def plan_topk(n: int, m: int, k: int, pair_bytes: int, max_bytes: int, min_block: int = MIN_BLOCK) -> ChunkPlan:
+    """Block shape for :func:`topk`: ``rows × (cols × per_pair + k × TOPK_SLOT_BYTES) <= max_bytes``.
+
+    ``per_pair`` is the larger of the similarity's own ``pair_bytes`` (its forward pass, output
+    included) and :data:`TOPK_PAIR_BYTES` (reducing the block to its top k happens after the forward's
+    intermediates are freed).  Whole gallery rows are preferred, as in :func:`plan_chunks`.
+    """
+    if max_bytes <= 0:
+        raise ValueError(f"max_bytes must be positive, got {max_bytes}")
+    n, m, k = max(n, 1), max(m, 1), max(k, 0)
+    per_pair = max(int(pair_bytes), TOPK_PAIR_BYTES)
+    per_row = k * TOPK_SLOT_BYTES
+    min_rows, min_cols = min(n, min_block), min(m, min_block)
+    smallest = min_rows * (min_cols * per_pair + per_row)
+    if max_bytes < smallest:
+        raise ValueError(
+            f"max_bytes={max_bytes} is smaller than the {smallest} bytes of the smallest top-{k} block "
+            f"({min_rows} × {min_cols} pairs at {per_pair} bytes per pair, plus {k} kept items per row "
+            f"at {TOPK_SLOT_BYTES} bytes each)"
+        )
+    full_row = m * per_pair + per_row
+    if max_bytes >= min_rows * full_row:
+        return ChunkPlan(rows=min(n, max_bytes // full_row), cols=m, pair_bytes=per_pair, row_bytes=per_row)
+    cols = min(m, (max_bytes // min_rows - per_row) // per_pair)
+    return ChunkPlan(rows=min_rows, cols=cols, pair_bytes=per_pair, row_bytes=per_row)
+
+
+def sort_keys(scores: torch.Tensor, index: int | torch.Tensor) -> torch.Tensor:
+    """int64 keys, one per score, whose descending order is the stable descending order of ``scores``.
+
+    The high 32 bits are an order-preserving integer image of the float32 score (``-0.0`` ties with
+    ``0.0``; every NaN ranks above ``+inf`` and ties with the other NaNs, as in ``torch.sort``); the
+    low 32 bits are ``2**32 - 1 - gallery index``, so equal scores rank by the lower index and keys
+    are unique within a row.  ``index`` is the gallery index of each score (broadcastable), or an int:
+    column j is gallery item ``index + j``.  Working memory: 12 bytes per score besides ``scores``.
+    """
+    scores = scores.float()
+    bits = scores.view(torch.int32)  # same storage, no copy
+    mono = bits >> 31  # -1 for negative floats, 0 otherwise
+    mono &= 0x7FFFFFFF
+    mono ^= bits  # negative floats: flip the magnitude bits, so larger floats give larger integers
+    mono.masked_fill_(mono == -1, 0)  # -0.0 ties with 0.0
+    mono.masked_fill_(torch.isnan(scores), 0x7FFFFFFF)  # NaN first, all NaNs equal
+    keys = mono.to(torch.int64)
+    del mono
+    keys <<= 32
+    if isinstance(index, int):
+        index = torch.arange(index, index + scores.shape[-1], device=scores.device)
+    keys += _LOW_MAX - index
+    return keys
+
+
+def key_index(keys: torch.Tensor) -> torch.Tensor:
+    """The gallery index stored in the low bits of :func:`sort_keys` keys."""
+    return _LOW_MAX - (keys & _LOW_MAX)
+
+
+def block_topk(block: torch.Tensor, k: int, first_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sort keys and scores (R, min(k, C)), best first, of the k best columns of each row of a score block.
+
+    The same items as a stable descending sort's first k (column j is gallery item
+    ``first_index + j``).  Usually a single ``torch.topk`` of k + 1 on the scores, with no working
+    memory per pair: its choice among equal scores is arbitrary, which only matters when the k-th
+    score equals the (k+1)-th (or is NaN); then the block goes through :func:`sort_keys` (12 bytes
+    per pair besides the block).
+    """
+    k = min(k, block.shape[1])
+    vals, pos = block.topk(min(k + 1, block.shape[1]), dim=1)
+    if vals.shape[1] == k or bool((vals[:, k] < vals[:, k - 1]).all()):  # nothing tied across the cut
+        vals, pos = vals[:, :k], pos[:, :k]
+        keys, order = sort_keys(vals, pos + first_index).sort(dim=1, descending=True)  # order within ties
+        return keys, vals.gather(1, order)
+    del vals, pos
+    keys = sort_keys(block, first_index)
+    top, pos = keys.topk(k, dim=1)
+    del keys
+    return top, block.gather(1, pos)
+
+
 @torch.no_grad()
 def topk(
     sim: Similarity,
@@ -133,7 +227,11 @@ def topk(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scores and indices (N, k) of each query's k best gallery items, never holding all N × M.
 
-    Ties are broken by the lower gallery index.
+    Ties are broken by the lower gallery index: the result equals the first k columns of a full
+    stable descending sort of the score matrix, whatever ``max_bytes``.  Each block is reduced to its
+    own top k (``torch.topk``, see :func:`block_topk`) and merged with the running top k of its rows
+    on 2k columns (``torch.topk`` on unique sort keys, see :func:`sort_keys`).  ``max_bytes`` bounds
+    the working memory of that (see :func:`plan_topk`), not the (N, k) result nor the prepared sets.
     """
     device = torch.device(device) if device is not None else default_device()
     was_training = sim.training
@@ -141,31 +239,33 @@ def topk(
     try:
         q, g = _prepared(sim, query, gallery, device, seed)
         n, m = len(q), len(g)
-        k = min(k, m)
-        # the running top-k of a block row also lives in memory: count it as extra columns
-        plan = plan_chunks(n, m + k, sim.pair_bytes(q, g), max_bytes)
-        plan = ChunkPlan(plan.rows, min(plan.cols, m), plan.pair_bytes)
+        k = max(0, min(int(k), m))
         best_s = torch.empty(n, k, device=device)
         best_i = torch.empty(n, k, dtype=torch.long, device=device)
-        for r, r_new in plan.spans(n, plan.rows):
+        if n == 0 or k == 0:
+            return best_s, best_i
+        if m > _LOW_MAX:
+            raise ValueError(f"topk supports galleries of up to {_LOW_MAX} items, got {m}")
+        plan = plan_topk(n, m, k, sim.pair_bytes(q, g), max_bytes)
+        for r, _ in plan.spans(n, plan.rows):
             rows = slice(r, r + plan.rows)
-            run_s = torch.full((plan.rows, 0), float("-inf"), device=device)
-            run_i = torch.empty((plan.rows, 0), dtype=torch.long, device=device)
+            run_key: torch.Tensor | None = None
+            run_s: torch.Tensor | None = None
             for c, c_new in plan.spans(m, plan.cols):
                 block = sim(q[rows], g[c : c + plan.cols]).float()[:, c_new - c :]  # skip overlapped columns
-                idx = torch.arange(c_new, c + plan.cols, device=device).expand_as(block)
-                run_s, run_i = stable_topk(torch.cat([run_s, block], 1), torch.cat([run_i, idx], 1), k)
-            best_s[rows], best_i[rows] = run_s, run_i
+                blk_key, blk_s = block_topk(block, k, c_new)
+                del block
+                if run_key is None:
+                    run_key, run_s = blk_key, blk_s
+                    continue
+                assert run_s is not None
+                keys = torch.cat([run_key, blk_key], 1)
+                run_key, pos = keys.topk(min(k, keys.shape[1]), dim=1)
+                del keys
+                run_s = torch.cat([run_s, blk_s], 1).gather(1, pos)
+                del blk_key, blk_s, pos
+            assert run_key is not None and run_s is not None
+            best_s[rows], best_i[rows] = run_s, key_index(run_key)
         return best_s, best_i
     finally:
         sim.train(was_training)
-
-
-def stable_topk(scores: torch.Tensor, index: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k per row by score, ties broken by the lower ``index``."""
-    k = min(k, scores.shape[1])
-    # sort by index first, then a stable sort by score keeps index order among equal scores
-    order = torch.argsort(index, dim=1, stable=True)
-    s, i = scores.gather(1, order), index.gather(1, order)
-    order = torch.argsort(s, dim=1, descending=True, stable=True)[:, :k]
-    return s.gather(1, order), i.gather(1, order)

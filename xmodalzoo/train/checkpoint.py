@@ -1,4 +1,9 @@
-"""Atomic checkpoints: weights in safetensors, optimizer/scheduler/scaler/RNG state beside them."""
+"""Atomic checkpoints: weights in safetensors, optimizer/scheduler/scaler/RNG state beside them.
+
+A checkpoint directory is replaced in two renames (``final`` -> ``.final.old``, then the new one
+-> ``final``).  A crash between them leaves only ``.final.old``, a complete checkpoint:
+:func:`checkpoint_path` falls back to it, so resuming never loses it.
+"""
 from __future__ import annotations
 
 import json
@@ -24,14 +29,31 @@ def atomic_dir(final: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
 
 
+def old_dir(final: Path) -> Path:
+    """Where :func:`commit_dir` parks the previous ``final`` while swapping in the new one."""
+    return final.with_name(f".{final.name}.old")
+
+
+def checkpoint_path(final: Path) -> Path | None:
+    """``final`` when it is a directory; else ``.final.old`` when a crash between the two renames of
+    :func:`commit_dir` left only that (a complete earlier checkpoint); else None."""
+    final = Path(final)
+    if final.is_dir():
+        return final
+    old = old_dir(final)
+    return old if old.is_dir() else None
+
+
 def commit_dir(tmp: Path, final: Path) -> None:
     """Replace ``final`` by ``tmp``; a reader never sees a half-written directory."""
     old = None
     if final.exists():
-        old = final.with_name(f".{final.name}.old")
+        old = old_dir(final)
         if old.exists():
             shutil.rmtree(old)
         os.replace(final, old)
+    elif old_dir(final).exists():
+        old = old_dir(final)  # left by a crash between the renames: removed once the new one is in place
     os.replace(tmp, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
@@ -41,6 +63,30 @@ def write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str))
     os.replace(tmp, path)
+
+
+def truncate_jsonl(path: Path, keep: Any) -> int:
+    """Rewrite the JSONL file ``path`` atomically with only the records for which ``keep(record)`` is
+    true (unparsable lines, e.g. one cut short by a crash, are dropped too); returns how many went."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            dropped += 1
+            continue
+        if keep(record):
+            kept.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(f"{line}\n" for line in kept))
+        os.replace(tmp, path)
+    return dropped
 
 
 def state_dict_for_save(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
@@ -97,7 +143,14 @@ def save_checkpoint(directory: Path, modules: dict[str, nn.Module], train_state:
 
 
 def load_checkpoint(directory: Path, modules: dict[str, nn.Module]) -> dict[str, Any]:
-    """Load weights into ``modules`` and return the training state (RNG not yet restored)."""
+    """Load weights into ``modules`` and return the training state (RNG not yet restored).
+
+    ``directory`` falls back to its ``.old`` copy when only that exists (see :func:`checkpoint_path`).
+    """
+    found = checkpoint_path(directory)
+    if found is None:
+        raise FileNotFoundError(f"no checkpoint at {directory}")
+    directory = found
     load_weights(directory / WEIGHTS, modules)
     # our own file: optimizer states hold plain tensors and python containers
     return torch.load(directory / STATE, map_location="cpu", weights_only=False)

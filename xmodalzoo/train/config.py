@@ -59,6 +59,9 @@ class TrainConfig(ComponentConfig):
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="mixed precision on CUDA only")
     compile: bool = Field(False, description="torch.compile the method")
+    sync_batchnorm: bool = Field(
+        False, description="multi-GPU: BatchNorm statistics over the global batch (SyncBatchNorm; CUDA only). "
+                           "Off: statistics per process")
     num_workers: int = Field(0, ge=0)
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap steps per epoch (quick runs)")

@@ -7,6 +7,12 @@ backward pass.  (The gather's backward sums the gradient of each slice over proc
 average divides by the number of processes, so the update equals a single-process step on the
 global batch.)  Gradients are all-reduced by hand rather than through DDP so that parameters may
 be frozen and unfrozen between epochs.
+
+An image whose captions fall on two processes' slices is encoded by both; after gathering, only its
+first copy (in rank order) is kept (:func:`gather_batch`), so the loss sees each image once, in
+first-appearance order, exactly as one process collating the whole global batch would.  The other
+copy gets no gradient, and the kept one gets the image's full gradient, so the summed update is
+unchanged.  (With BatchNorm, a duplicated image still enters both processes' batch statistics.)
 """
 from __future__ import annotations
 
@@ -79,6 +85,39 @@ def gather_embedding(emb: Embedding, world: int) -> Embedding:
         if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == n:
             out.aux[k] = _gather_rows(v, world)
     return out
+
+
+def first_copies(index: torch.Tensor) -> torch.Tensor:
+    """Positions (sorted) of the first occurrence of each distinct value of the 1-d ``index``."""
+    n = index.shape[0]
+    _, inverse = torch.unique(index, return_inverse=True)
+    positions = torch.arange(n, device=index.device)
+    first = torch.full((int(inverse.max()) + 1 if n else 0,), n, dtype=positions.dtype, device=index.device)
+    first.scatter_reduce_(0, inverse, positions, reduce="amin")
+    return first.sort().values
+
+
+def select_rows(emb: Embedding, rows: torch.Tensor) -> Embedding:
+    """Items ``rows`` of ``emb``, with the per-item tensors of its ``aux`` (indexing alone drops aux)."""
+    n = len(emb)
+    out = emb[rows]
+    for k, v in emb.aux.items():
+        if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == n:
+            out.aux[k] = v[rows]
+    return out
+
+
+def gather_batch(img: Embedding, txt: Embedding, batch: Batch, world: int) -> tuple[Embedding, Embedding, torch.Tensor]:
+    """The global batch: gathered image and caption embeddings (differentiable, rank order), each dataset
+    image kept once (its first copy), and the (images, captions) positive mask."""
+    img = gather_embedding(img, world)
+    txt = gather_embedding(txt, world)
+    index = _gather_rows(batch.image_index, world)
+    cap_img = _gather_rows(batch.image_index[batch.caption_image], world)
+    keep = first_copies(index)
+    if keep.shape[0] < index.shape[0]:
+        img, index = select_rows(img, keep), index[keep]
+    return img, txt, index[:, None] == cap_img[None, :]
 
 
 def gather_positives(batch: Batch, world: int) -> torch.Tensor:

@@ -18,7 +18,7 @@ from ..data.batch import Batch
 from ..losses.base import LossContext
 from ..method import Method, build, build_loss
 from . import distributed as D
-from .checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
+from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint, truncate_jsonl, write_json_atomic
 from .optim import apply_freeze, build_optimizer, check_patterns
 from .schedule import build_scheduler
 
@@ -66,15 +66,18 @@ def runs_of(output_dir: Path, name: str) -> list[Path]:
 
 def find_resumable(output_dir: Path, name: str) -> Path | None:
     """The most recently written unfinished run of ``name`` that has a checkpoint."""
-    candidates = [p for p in runs_of(output_dir, name) if (p / LAST).is_dir() and not (p / "DONE").exists()]
-    return max(candidates, key=lambda p: (p / LAST).stat().st_mtime, default=None)
+    found = {p: checkpoint_path(p / LAST) for p in runs_of(output_dir, name) if not (p / "DONE").exists()}
+    candidates = {p: c for p, c in found.items() if c is not None}
+    return max(candidates, key=lambda p: candidates[p].stat().st_mtime, default=None)
 
 
 class Trainer:
     """Trains ``recipe.method`` on ``recipe.data`` as ``recipe.train`` says.
 
     Writes into ``run_dir``: ``recipe.resolved.yaml`` and ``environment.json``, ``metrics.jsonl``
-    (one line per logged step and per epoch), ``checkpoints/last`` (every epoch, atomically),
+    (one line per logged step and per epoch), ``checkpoints/last`` (every epoch, atomically, right
+    after the epoch's steps and *before* validation, so a failing validation loses no training; the
+    epoch's record rides along as ``pending`` and a resume finishes it: validation, log line),
     ``checkpoints/best`` (best validation RSUM), ``model/`` (the best weights as a model folder),
     ``eval_results.json`` (the test split, evaluated once at the end).
     """
@@ -103,6 +106,13 @@ class Trainer:
         self.train_data = build("dataset", r.data, split="train")
         self.val_data = build("dataset", r.data, split="val")
         self.method: Method = build("method", r.method, train_captions=list(self.train_data.captions))
+        if cfg.sync_batchnorm and self.dist.enabled:
+            if self.device.type != "cuda":
+                raise TrainingError(
+                    f"train.sync_batchnorm needs CUDA devices (torch's SyncBatchNorm does not run on {self.device.type}); "
+                    "set it to false: BatchNorm statistics are then computed per process"
+                )
+            self.method = nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
         self.loss: nn.Module = build_loss(r.method)
         self.method.to(self.device)
         self.loss.to(self.device)
@@ -137,6 +147,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
         self.epoch, self.step, self.best_rsum, self.best_epoch = 0, 0, -math.inf, -1
         self.history: list[dict[str, Any]] = []
+        self.pending: dict[str, Any] | None = None  # this epoch's record until it is validated and logged
 
     def modules(self) -> dict[str, nn.Module]:
         return {"method": self.method, "loss": self.loss}
@@ -147,28 +158,44 @@ class Trainer:
             return
         state = {
             "epoch": self.epoch, "step": self.step, "best_rsum": self.best_rsum, "best_epoch": self.best_epoch,
-            "history": self.history, "optimizer": self.optimizer.state_dict(),
+            "history": self.history, "pending": self.pending, "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
         }
-        meta = {"epoch": self.epoch, "step": self.step, "best_rsum": self.best_rsum}
+        meta = {"epoch": self.epoch, "step": self.step, "best_rsum": self.best_rsum,
+                "validated": self.pending is None}
         save_checkpoint(self.run_dir / LAST, self.modules(), state, meta)
 
     def restore(self) -> bool:
-        """Load ``checkpoints/last`` if present; returns whether training resumes from it."""
-        path = self.run_dir / LAST
-        if not path.is_dir():
+        """Load ``checkpoints/last`` (or the ``.last.old`` a crash between its renames left) if present.
+
+        Returns whether training resumes from it.  ``metrics.jsonl`` loses the lines written after the
+        checkpoint (they are written again); an epoch saved before its validation is validated now.
+        """
+        path = checkpoint_path(self.run_dir / LAST)
+        if path is None:
             return False
         state = load_checkpoint(path, self.modules())
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        self.epoch = state["epoch"] + 1
         self.step, self.best_rsum, self.best_epoch = state["step"], state["best_rsum"], state["best_epoch"]
         self.history = state["history"]
+        pending = state.get("pending")
+        done = self.history[-1]["epoch"] if self.history else 0
+        if self.dist.is_main:
+            step = self.step
+            truncate_jsonl(self.run_dir / "metrics.jsonl",
+                           lambda x: x.get("epoch", 0) <= done if x.get("kind") == "epoch" else x.get("step", 0) <= step)
+        D.barrier()
         from .checkpoint import set_rng_state
 
         set_rng_state(state["rng"])
-        self.console.print(f"resuming {self.run_dir} at epoch {self.epoch + 1} (step {self.step})")
+        self.console.print(f"resuming {self.run_dir} after epoch {state['epoch'] + 1} (step {self.step})"
+                           + ("; validating that epoch first" if pending else ""))
+        self.epoch = state["epoch"]
+        if pending is not None:
+            self.end_epoch(pending)
+        self.epoch = state["epoch"] + 1
         return True
 
     # ---------------------------------------------------------------- logging
@@ -190,10 +217,8 @@ class Trainer:
         with autocast:
             img, txt, extras = self.forward(batch)
             positives = batch.positives()
-            if self.dist.enabled:
-                img = D.gather_embedding(img, self.dist.world_size)
-                txt = D.gather_embedding(txt, self.dist.world_size)
-                positives = D.gather_positives(batch, self.dist.world_size)
+            if self.dist.enabled:  # the global batch, each image once (as one process would have it)
+                img, txt, positives = D.gather_batch(img, txt, batch, self.dist.world_size)
             ctx = LossContext(positives, self.method.similarity, self.epoch, self.step, extras)
             out = self.loss(img, txt, ctx)
         loss = out.loss.float()
@@ -281,8 +306,41 @@ class Trainer:
                            progress=self.progress and self.dist.is_main)
         return results
 
+    def check_test_split(self) -> Any:
+        """Build the test split and check it can serve ``eval.protocols`` (before any training)."""
+        from ..eval.protocols import check_protocols
+
+        test = build("dataset", self.recipe.data, split="test")
+        check_protocols(self.recipe.eval.protocols, test.num_images, "test")
+        return test
+
+    def end_epoch(self, record: dict[str, Any]) -> None:
+        """Validate epoch ``self.epoch`` when due (main process), keep the best, log the epoch's record."""
+        epoch = self.epoch
+        last = epoch + 1 == self.cfg.epochs
+        if (epoch + 1) % self.cfg.eval_every == 0 or last:
+            if self.dist.is_main:
+                val = self.validate()["full"]
+                record.update({f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))})
+                if val["rsum"] > self.best_rsum:
+                    self.best_rsum, self.best_epoch = val["rsum"], epoch + 1
+                    save_checkpoint(self.run_dir / BEST, {"method": self.method}, {}, {"epoch": epoch + 1, "val": val})
+                self.console.print(
+                    f"epoch {epoch + 1}: loss {record.get('loss', float('nan')):.4f}  "
+                    f"val RSUM {val['rsum']:.1f} (best {self.best_rsum:.1f} @ epoch {self.best_epoch})"
+                )
+            D.barrier()
+        self.history.append(record)
+        self.log(record)
+        self.pending = None
+
     def fit(self) -> dict[str, Any]:
-        """Train all epochs (resuming if asked), then evaluate the best weights on the test split once."""
+        """Train all epochs (resuming if asked), then evaluate the best weights on the test split once.
+
+        The test split is built and checked against ``eval.protocols`` first, so a mismatch (e.g.
+        ``coco5k`` on a 1,000-image split) fails before training, not after it.
+        """
+        self.test_data = self.check_test_split()
         self.setup()
         if self.dist.is_main:
             from ..recipe.record import write_run_record
@@ -293,24 +351,11 @@ class Trainer:
         for epoch in range(self.epoch, self.cfg.epochs):
             self.epoch = epoch
             train_logs = self.train_epoch()
-            record: dict[str, Any] = {"kind": "epoch", "epoch": epoch + 1, "step": self.step, **train_logs}
-            last = epoch + 1 == self.cfg.epochs
-            if (epoch + 1) % self.cfg.eval_every == 0 or last:
-                if self.dist.is_main:
-                    val = self.validate()["full"]
-                    record.update({f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))})
-                    if val["rsum"] > self.best_rsum:
-                        self.best_rsum, self.best_epoch = val["rsum"], epoch + 1
-                        save_checkpoint(self.run_dir / BEST, {"method": self.method}, {}, {"epoch": epoch + 1, "val": val})
-                    self.console.print(
-                        f"epoch {epoch + 1}: loss {train_logs.get('loss', float('nan')):.4f}  "
-                        f"val RSUM {val['rsum']:.1f} (best {self.best_rsum:.1f} @ epoch {self.best_epoch})"
-                    )
-                D.barrier()
-            self.history.append(record)
-            self.log(record)
+            # saved before validation: a failing validation loses no training; resume validates it
+            self.pending = {"kind": "epoch", "epoch": epoch + 1, "step": self.step, **train_logs}
             self.save_last()
             D.barrier()
+            self.end_epoch(self.pending)
         results = self.finish() if self.dist.is_main else {}
         D.barrier()
         return results
@@ -322,9 +367,12 @@ class Trainer:
         from ..hub.folder import save_model
         from .checkpoint import load_weights
 
-        if (self.run_dir / BEST).is_dir():
-            load_weights(self.run_dir / BEST / "weights.safetensors", {"method": self.method})
-        test_data = build("dataset", self.recipe.data, split="test")
+        best = checkpoint_path(self.run_dir / BEST)
+        if best is not None:
+            load_weights(best / "weights.safetensors", {"method": self.method})
+        test_data = getattr(self, "test_data", None)
+        if test_data is None:
+            test_data = self.check_test_split()
         results = evaluate(self.method, test_data, self.recipe.eval, progress=self.progress)
         results.setdefault("meta", {}).update(
             {"split": "test", "best_epoch": self.best_epoch, "best_val_rsum": self.best_rsum}

@@ -41,8 +41,9 @@ def test_kl_matches_torch_distributions():
     per_dim = kl_divergence(Normal(mu, (0.5 * lv).exp()), Normal(torch.zeros_like(mu), torch.ones_like(mu)))
     assert torch.allclose(kl_to_standard_normal(emb, "sum_dims"), per_dim.sum(1).mean())
     assert torch.allclose(kl_to_standard_normal(emb, "mean"), per_dim.mean())
+    assert torch.allclose(kl_to_standard_normal(emb, "sum"), per_dim.sum())
     with pytest.raises(ValueError, match="reduction"):
-        kl_to_standard_normal(emb, "sum")
+        kl_to_standard_normal(emb, "max")
 
 
 def test_csd_matches_brute_force():

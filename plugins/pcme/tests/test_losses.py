@@ -43,11 +43,13 @@ def ref_pcme_loss(mu_i, lv_i, mu_t, lv_t, eps_i, eps_t, a, b, beta, lam, reducti
             p = sum(sigmoid(-a * torch.sqrt(((zi[i][j] - zt[t][k]) ** 2).sum()) + b)
                     for j in range(J) for k in range(J)) / J**2
             total = total - (torch.log(p) if POSITIVES[i, t] else torch.log(1 - p))
-    nll = total if reduction == "sum" else total / (len(zi) * len(zt))
+    # sum: the official objective, i2t and t2i each summed over all pairs, KL summed over items
+    nll = 2 * total if reduction == "sum" else total / (len(zi) * len(zt))
 
     def kl(mu, lv):
-        return sum(sum(0.5 * (torch.exp(lv[n, d]) + mu[n, d] ** 2 - 1 - lv[n, d]) for d in range(D))
-                   for n in range(len(mu))) / len(mu)
+        total_kl = sum(sum(0.5 * (torch.exp(lv[n, d]) + mu[n, d] ** 2 - 1 - lv[n, d]) for d in range(D))
+                       for n in range(len(mu)))
+        return total_kl if reduction == "sum" else total_kl / len(mu)
 
     points = [z for row in zi + zt for z in row]
     pair_terms = [torch.exp(-2 * ((points[u] - points[v]) ** 2).sum())

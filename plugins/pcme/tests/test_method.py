@@ -1,6 +1,8 @@
 """pcme / pcmepp methods end to end on tiny encoders: a training step, save/load with a and b, uncertainty."""
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from xmodalzoo.data.batch import Batch
 from xmodalzoo.embeddings import GaussianEmbedding
@@ -71,3 +73,10 @@ def test_training_step_and_model_folder_roundtrip(tmp_path, method, extra):
     u_img = loaded.image_uncertainty(b.images)
     assert u_txt.shape == (4,) and u_img.shape == (2,) and (u_txt > 0).all()
     assert torch.allclose(u_txt, loaded.encode_text(CAPTIONS).logvar.exp().mean(-1))
+    # the public API takes raw items too: a list of captions, or a list of images
+    assert torch.allclose(loaded.uncertainty(CAPTIONS), u_txt, rtol=1e-5)
+    pil = [Image.fromarray(np.full((40, 40, 3), 60 * i, dtype=np.uint8)) for i in range(3)]
+    u_pil = loaded.uncertainty(pil)
+    assert u_pil.shape == (3,) and (u_pil > 0).all()
+    with pytest.raises(TypeError, match="list of captions"):
+        loaded.uncertainty("a red circle")

@@ -56,15 +56,17 @@ def draw_samples(
 def kl_to_standard_normal(emb: GaussianEmbedding, reduction: str = "sum_dims") -> torch.Tensor:
     """KL(N(μ, σ²) ‖ N(0, I)) = ½ Σ_d (σ² + μ² − 1 − log σ²).
 
-    ``reduction``: ``sum_dims`` sums over dimensions and averages over items (PCME's VIB);
-    ``mean`` averages over items and dimensions (PCME++).
+    ``reduction``: ``sum`` sums over items and dimensions (the official PCME VIB); ``sum_dims`` sums
+    over dimensions and averages over items; ``mean`` averages over items and dimensions (PCME++).
     """
     per_dim = 0.5 * (emb.logvar.exp() + emb.mean.pow(2) - 1.0 - emb.logvar)
+    if reduction == "sum":
+        return per_dim.sum()
     if reduction == "sum_dims":
         return per_dim.sum(-1).mean()
     if reduction == "mean":
         return per_dim.mean()
-    raise ValueError(f"unknown KL reduction {reduction!r}; expected 'sum_dims' or 'mean'")
+    raise ValueError(f"unknown KL reduction {reduction!r}; expected 'sum', 'sum_dims' or 'mean'")
 
 
 def closed_form_sampled_distance(query: GaussianEmbedding, gallery: GaussianEmbedding) -> torch.Tensor:

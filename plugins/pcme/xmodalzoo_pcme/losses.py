@@ -57,13 +57,20 @@ class PCMELossConfig(ComponentConfig):
     uniformity_weight: float = Field(0.0, ge=0, description="λ of the uniformity loss over all samples (COCO 0, CUB 10)")
     reduction: Literal["sum", "mean"] = Field(
         "sum",
-        description="NLL over the B² pairs: sum (the official code; β and λ are relative to this sum) or "
-        "mean (divides the NLL by B², so the same β weighs the regularisers B² times more)",
+        description="sum: the official objective, so published β and λ keep their meaning — the NLL summed "
+        "over all B_i × B_t pairs for each direction (i2t + t2i, i.e. twice the sum) and the KL summed over "
+        "items and dimensions; mean: the NLL averaged over the pairs and the KL averaged over items "
+        "(summed over dimensions)",
     )
 
 
 class PCMELoss(Loss):
-    """Soft contrastive NLL summed over all B_i × B_t pairs + β·KL (sum over dims, mean over items) + λ·uniformity."""
+    """Soft contrastive NLL over all B_i × B_t pairs + β·KL(N(μ, σ²) ‖ N(0, I)) + λ·uniformity.
+
+    ``reduction: sum`` (default) is the official objective: 2·Σ_pairs NLL (i2t and t2i are the same
+    pairs, computed once and counted twice) + β·Σ_items KL + λ·uniformity.  ``reduction: mean`` is
+    mean_pairs NLL + β·mean_items KL + λ·uniformity.  The KL is always summed over dimensions.
+    """
 
     def __init__(self, cfg: PCMELossConfig) -> None:
         super().__init__()
@@ -87,11 +94,15 @@ class PCMELoss(Loss):
         sim: MatchProb,
     ) -> LossOutput:
         """The loss given the (B, J, D) samples drawn from ``image`` and ``text``."""
+        summed = self.cfg.reduction == "sum"
         nll = soft_contrastive_nll(sim.pair_logits(image_samples, text_samples), positives, self.cfg.reduction)
+        if summed:
+            nll = 2.0 * nll  # i2t + t2i
         loss = nll
         terms = {"nll": nll.detach()}
         if self.cfg.vib_weight > 0:
-            kl = kl_to_standard_normal(image) + kl_to_standard_normal(text)
+            kl_reduction = "sum" if summed else "sum_dims"
+            kl = kl_to_standard_normal(image, kl_reduction) + kl_to_standard_normal(text, kl_reduction)
             loss = loss + self.cfg.vib_weight * kl
             terms["kl"] = kl.detach()
         if self.cfg.uniformity_weight > 0:
