@@ -5,6 +5,9 @@ Reads ``eval_results.json`` of each run directory (written by ``zoo train`` at t
 (mean over ζ ∈ {0, 1, 2}) when the dataset provides them.
 
     python benchmarks/results_table.py runs/vse_shapes runs/pvse_shapes runs/pcme_shapes [--protocol full]
+
+``--chance`` adds a row for random scores on the first run's test split: the mean over ``--seeds``
+random unit-vector embeddings evaluated by the same evaluator (the level a method has to beat).
 """
 from __future__ import annotations
 
@@ -32,15 +35,44 @@ def row(run_dir: Path, protocol: str) -> str:
     return f"| {run_dir.name} | " + " | ".join(cells) + " |"
 
 
+def chance_row(run_dir: Path, protocol: str, seeds: int) -> str:
+    """Mean results of random embeddings (seeded) on the run's test split, as a table row."""
+    import torch
+
+    import xmodalzoo as zoo
+    from xmodalzoo.embeddings import PointEmbedding
+    from xmodalzoo.eval.evaluate import evaluate_embeddings
+    from xmodalzoo.method import build
+    from xmodalzoo.similarity import Cosine
+
+    recipe = zoo.load_recipe(run_dir / "recipe.resolved.yaml")
+    test = build("dataset", recipe.data, split="test")
+    sums: dict[str, float] = {}
+    for seed in range(seeds):
+        g = torch.Generator().manual_seed(seed)
+        img = PointEmbedding(torch.nn.functional.normalize(torch.randn(test.num_images, 64, generator=g), dim=-1))
+        cap = PointEmbedding(torch.nn.functional.normalize(torch.randn(test.num_captions, 64, generator=g), dim=-1))
+        values = evaluate_embeddings(Cosine(), img, cap, test, recipe.eval, protocols=[protocol])[protocol]
+        for _, key in COLUMNS:
+            if key in values:
+                sums[key] = sums.get(key, 0.0) + values[key] / seeds
+    cells = [f"{sums[key]:.1f}" if key in sums else "–" for _, key in COLUMNS]
+    return f"| chance (random scores, mean of {seeds}) | " + " | ".join(cells) + " |"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", type=Path, help="finished run directories")
     ap.add_argument("--protocol", default="full")
+    ap.add_argument("--chance", action="store_true", help="add a row for random scores on the same test split")
+    ap.add_argument("--seeds", type=int, default=5, help="random draws averaged for --chance")
     args = ap.parse_args()
     print("| run | " + " | ".join(name for name, _ in COLUMNS) + " |")
     print("|---|" + "---|" * len(COLUMNS))
     for run in args.runs:
         print(row(run, args.protocol))
+    if args.chance:
+        print(chance_row(args.runs[0], args.protocol, args.seeds))
 
 
 if __name__ == "__main__":
