@@ -26,6 +26,12 @@ import xmodalzoo as zoo
 from xmodalzoo.eval import encode_dataset, evaluate
 from xmodalzoo.eval.uncertainty import spearman, uncertainty_bins
 
+
+def _bin_members(uncertainty: torch.Tensor, n_bins: int) -> list[torch.Tensor]:
+    """Query indices of each equal-count bin, low to high (the split uncertainty_bins uses)."""
+    return list(torch.tensor_split(torch.argsort(uncertainty.double(), stable=True), n_bins))
+
+
 def analyse(run_dir: str, split: str) -> dict[str, Any]:
     recipe, method, dataset = zoo.load_run(run_dir, split)
     if dataset.positives is None:
@@ -57,8 +63,14 @@ def analyse(run_dir: str, split: str) -> dict[str, Any]:
         "caption_uncertainty_by_objects_mentioned": by_mentions,
         "r1_bins_i2t": [round(b["r1"], 2) for b in bins_i2t],
         "r1_bins_t2i": [round(b["r1"], 2) for b in bins_t2i],
+        "r10_bins_i2t": [round(b["r10"], 2) for b in bins_i2t],
+        "r10_bins_t2i": [round(b["r10"], 2) for b in bins_t2i],
+        "matching_images_per_t2i_bin": [round(float(matches_per_caption[r["caption_index"]][idx].float().mean()), 1)
+                                        for idx in _bin_members(u_cap[r["caption_index"]], len(bins_t2i))],
         "spearman_bin_vs_r1_i2t": spearman(torch.arange(len(bins_i2t)), [b["r1"] for b in bins_i2t]),
         "spearman_bin_vs_r1_t2i": spearman(torch.arange(len(bins_t2i)), [b["r1"] for b in bins_t2i]),
+        "spearman_bin_vs_r10_i2t": spearman(torch.arange(len(bins_i2t)), [b["r10"] for b in bins_i2t]),
+        "spearman_bin_vs_r10_t2i": spearman(torch.arange(len(bins_t2i)), [b["r10"] for b in bins_t2i]),
         "rsum": results["full"]["rsum"],
     }
 

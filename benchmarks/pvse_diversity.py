@@ -5,7 +5,8 @@ For a finished run of a method whose heads return set embeddings with attention 
 freshly initialised model of the same config (same vocabulary, the recipe's seed) and prints, for
 images and for captions:
 
-* the mean pairwise cosine between an item's K embeddings (1 = collapsed to one vector);
+* the mean pairwise cosine between an item's K embeddings (1 = collapsed to one vector), and between
+  its K normalised residuals sigmoid(fc(a_k)) (what the diversity regulariser acts on);
 * the overlap of the K attention maps: the histogram intersection Σ_l min(a_k(l), a_k'(l)) of two
   heads' attention over the positions (feature-map cells, words), averaged over head pairs and
   items (1 = the heads attend identically, 0 = to disjoint positions);
@@ -38,17 +39,20 @@ def fresh_model(run_dir: Path, seed: int, device: torch.device) -> Any:
     return build("method", _without_downloads(config["method"]), tokenizer=tokenizer).to(device).eval()
 
 
-def pair_stats(vectors: torch.Tensor, attention: torch.Tensor) -> dict[str, float]:
-    """Mean pairwise cosine (vectors (N, K, D), unit norm), attention overlap and peak agreement."""
+def pair_stats(vectors: torch.Tensor, attention: torch.Tensor, residuals: torch.Tensor) -> dict[str, float]:
+    """Mean pairwise cosine of the K embeddings and of the K residuals (both (N, K, D), unit norm),
+    attention overlap and peak agreement."""
     n, k = vectors.shape[:2]
     if k < 2:
         raise SystemExit("the embeddings have K = 1: nothing to compare")
     i, j = torch.triu_indices(k, k, offset=1)
     cos = (vectors[:, i] * vectors[:, j]).sum(-1)  # (N, pairs)
+    res_cos = (residuals[:, i] * residuals[:, j]).sum(-1)
     overlap = torch.minimum(attention[:, i], attention[:, j]).sum(-1)
     peaks = attention.argmax(-1)
     return {
         "mean_pairwise_cosine": float(cos.mean()),
+        "residual_pairwise_cosine": float(res_cos.mean()),
         "attention_overlap": float(overlap.mean()),
         "same_peak_rate": float((peaks[:, i] == peaks[:, j]).float().mean()),
         "positions": int(attention.shape[-1]),
@@ -58,19 +62,20 @@ def pair_stats(vectors: torch.Tensor, attention: torch.Tensor) -> dict[str, floa
 @torch.no_grad()
 def encode_with_attention(method: Any, dataset: Any, batch_size: int, device: torch.device) -> dict[str, Any]:
     images = DataLoader(ImageItems(dataset, method.image_transform(train=False)), batch_size=batch_size)
-    img_vec, img_att = [], []
+    img_vec, img_att, img_res = [], [], []
     for x in images:
         emb = method.encode_image(x.to(device))
         img_vec.append(emb.vectors.cpu())
         img_att.append(emb.aux["attention"].cpu())
-    txt = [pair_stats(e.vectors.cpu(), e.aux["attention"].cpu()) | {"n": len(e.vectors)}
+        img_res.append(emb.aux["residuals"].cpu())
+    txt = [pair_stats(e.vectors.cpu(), e.aux["attention"].cpu(), e.aux["residuals"].cpu()) | {"n": len(e.vectors)}
            for e in (method.encode_text(dataset.captions[s:s + batch_size])
                      for s in range(0, len(dataset.captions), batch_size))]
     # caption lengths differ per batch, so caption statistics are averaged per batch, weighted by size
     n_txt = sum(t["n"] for t in txt)
-    text = {key: sum(t[key] * t["n"] for t in txt) / n_txt for key in ("mean_pairwise_cosine", "attention_overlap",
-                                                                        "same_peak_rate")}
-    return {"image": pair_stats(torch.cat(img_vec), torch.cat(img_att)), "text": text}
+    keys = ("mean_pairwise_cosine", "residual_pairwise_cosine", "attention_overlap", "same_peak_rate")
+    text = {key: sum(t[key] * t["n"] for t in txt) / n_txt for key in keys}
+    return {"image": pair_stats(torch.cat(img_vec), torch.cat(img_att), torch.cat(img_res)), "text": text}
 
 
 def analyse(run_dir: str, split: str, batch_size: int) -> dict[str, Any]:
@@ -95,12 +100,12 @@ def main() -> None:
     args = ap.parse_args()
     out = analyse(args.run_dir, args.split, args.batch_size)
     print(f"{out['run']} ({out['split']} split), K = {out['K']}")
-    print(f"{'':8s} {'':9s} {'pairwise cos':>13s} {'attn overlap':>13s} {'same peak':>10s}")
+    print(f"{'':8s} {'':9s} {'pairwise cos':>13s} {'residual cos':>13s} {'attn overlap':>13s} {'same peak':>10s}")
     for modality in ("image", "text"):
         for state in ("initial", "trained"):
             s = out[state][modality]
-            print(f"{modality:8s} {state:9s} {s['mean_pairwise_cosine']:13.3f} {s['attention_overlap']:13.3f} "
-                  f"{s['same_peak_rate']:10.3f}")
+            print(f"{modality:8s} {state:9s} {s['mean_pairwise_cosine']:13.3f} {s['residual_pairwise_cosine']:13.3f} "
+                  f"{s['attention_overlap']:13.3f} {s['same_peak_rate']:10.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
 

@@ -169,3 +169,39 @@ def test_pcmepp_loss_needs_csd():
     with pytest.raises(TypeError, match="csd"):
         PCMEppLoss(PCMEppLossConfig())(GaussianEmbedding(mu, lv), GaussianEmbedding(mu, lv),
                                        LossContext(torch.eye(3, dtype=torch.bool), MatchProb(MatchProbConfig())))
+
+
+def test_soft_contrastive_loss_gives_ambiguous_captions_larger_variance():
+    """The mechanism behind PCME's uncertainty, on free parameters: a caption whose image has 7
+    indistinguishable look-alikes in the batch (all labelled non-matching) learns a larger σ² than a
+    caption whose image is unique.  Image embeddings are fixed; caption means and log-variances learn."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 300 small steps: one thread is fastest
+    try:
+        ambiguous, specific = _train_caption_variances(steps=300)
+    finally:
+        torch.set_num_threads(threads)
+    assert ambiguous > 1.5 * specific, (ambiguous, specific)
+
+
+def _train_caption_variances(steps: int) -> tuple[float, float]:
+    torch.manual_seed(0)
+    d, clusters, size, distinct = 16, 4, 8, 16
+    centers = torch.nn.functional.normalize(torch.randn(clusters + distinct, d), dim=-1)
+    image_cluster = torch.cat([torch.arange(clusters).repeat_interleave(size), torch.arange(clusters, clusters + distinct)])
+    images = GaussianEmbedding(centers[image_cluster], torch.full((len(image_cluster), d), -6.0))
+    n = len(image_cluster)
+    cap_x = torch.randn(n, d, requires_grad=True)
+    cap_lv = torch.full((n, d), -6.0, requires_grad=True)
+    sim = MatchProb(MatchProbConfig(num_samples=8, init_scale=5.0, init_shift=5.0, learnable=False))
+    loss_fn = PCMELoss(PCMELossConfig(vib_weight=0.0))
+    opt = torch.optim.Adam([cap_x, cap_lv], lr=2e-2)
+    ctx = LossContext(torch.eye(n, dtype=torch.bool), sim)
+    for _ in range(steps):
+        captions = GaussianEmbedding(torch.nn.functional.normalize(cap_x, dim=-1), cap_lv)
+        loss = loss_fn(images, captions, ctx).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    variance = cap_lv.detach().exp().mean(-1)
+    return float(variance[: clusters * size].mean()), float(variance[clusters * size:].mean())
