@@ -24,12 +24,7 @@ import torch
 
 import xmodalzoo as zoo
 from xmodalzoo.eval import encode_dataset, evaluate
-from xmodalzoo.eval.uncertainty import spearman, uncertainty_bins
-
-
-def _bin_members(uncertainty: torch.Tensor, n_bins: int) -> list[torch.Tensor]:
-    """Query indices of each equal-count bin, low to high (the split uncertainty_bins uses)."""
-    return list(torch.tensor_split(torch.argsort(uncertainty.double(), stable=True), n_bins))
+from xmodalzoo.eval.uncertainty import bin_indices, spearman, uncertainty_bins
 
 
 def analyse(run_dir: str, split: str) -> dict[str, Any]:
@@ -66,7 +61,7 @@ def analyse(run_dir: str, split: str) -> dict[str, Any]:
         "r10_bins_i2t": [round(b["r10"], 2) for b in bins_i2t],
         "r10_bins_t2i": [round(b["r10"], 2) for b in bins_t2i],
         "matching_images_per_t2i_bin": [round(float(matches_per_caption[r["caption_index"]][idx].float().mean()), 1)
-                                        for idx in _bin_members(u_cap[r["caption_index"]], len(bins_t2i))],
+                                        for idx in bin_indices(u_cap[r["caption_index"]])],
         "spearman_bin_vs_r1_i2t": spearman(torch.arange(len(bins_i2t)), [b["r1"] for b in bins_i2t]),
         "spearman_bin_vs_r1_t2i": spearman(torch.arange(len(bins_t2i)), [b["r1"] for b in bins_t2i]),
         "spearman_bin_vs_r10_i2t": spearman(torch.arange(len(bins_i2t)), [b["r10"] for b in bins_i2t]),

@@ -25,18 +25,14 @@ import torch
 from torch.utils.data import DataLoader
 
 import xmodalzoo as zoo
-from xmodalzoo.encoders.tokenizers import load_tokenizer
 from xmodalzoo.eval.encode import ImageItems
-from xmodalzoo.hub.folder import CONFIG, TOKENIZER, _without_downloads
-from xmodalzoo.method import build
+from xmodalzoo.hub.folder import build_from_folder
 
 
 def fresh_model(run_dir: Path, seed: int, device: torch.device) -> Any:
     """The run's method as it was before training: same config and vocabulary, new seeded weights."""
-    config = json.loads((run_dir / "model" / CONFIG).read_text())
-    tokenizer = load_tokenizer(run_dir / "model" / TOKENIZER)
     torch.manual_seed(seed)
-    return build("method", _without_downloads(config["method"]), tokenizer=tokenizer).to(device).eval()
+    return build_from_folder(run_dir / "model", device)
 
 
 def pair_stats(vectors: torch.Tensor, attention: torch.Tensor, residuals: torch.Tensor) -> dict[str, float]:

@@ -1,7 +1,9 @@
 """Samples per second of a training step for a recipe and device, measured through the real Trainer.
 
 Builds everything with ``Trainer.setup()`` (the recipe's dataset, method, loss, optimizer with its
-parameter groups, scheduler, sampler, loader, AMP settings) and times ``Trainer.train_step`` (one
+parameter groups, scheduler, sampler, loader, AMP settings), sets up epoch ``--epoch`` with
+``Trainer.begin_epoch()`` (train mode, the freeze rules of that epoch, its batches: what
+``Trainer.train_epoch`` does first) and times ``Trainer.train_step`` (one
 per micro-batch, ``train.grad_accum`` of them) + ``Trainer.optimizer_step`` (clipping, scaler,
 optimizer, scheduler): exactly what ``zoo train`` runs per optimizer step.  Two measurements:
 
@@ -55,7 +57,7 @@ def timed_steps(trainer: Trainer, micro_batches: Iterable[Any], steps: int, warm
 def epochs_of_batches(trainer: Trainer, first_epoch: int) -> Iterable[Any]:
     """Training-loader batches without end: epoch after epoch (a small train split is reused)."""
     for epoch in itertools.count(first_epoch):
-        trainer.sampler.set_epoch(epoch)
+        trainer.set_data_epoch(epoch)
         empty = True
         for batch in trainer.loader:
             empty = False
@@ -88,8 +90,7 @@ def main() -> None:
         trainer = Trainer(recipe, Path(tmp) / "run", progress=False, argv=[])
         trainer.setup()
         trainer.epoch = args.epoch - 1
-        trainer.method.train()
-        trainer.loss.train()
+        frozen = trainer.begin_epoch()  # as Trainer.train_epoch: frozen parameters get no backward
         device = trainer.device
 
         def sync() -> None:
@@ -107,7 +108,8 @@ def main() -> None:
         precision = cfg.precision if trainer.amp_dtype is not None else "fp32"
         print(f"{recipe.name or args.recipe}: device {device}, batch {cfg.batch_size} x grad_accum {cfg.grad_accum}, "
               f"{cfg.optimizer.name} lr {cfg.optimizer.lr:g}, precision {precision}, num_workers {cfg.num_workers}, "
-              f"torch threads {torch.get_num_threads()}, epoch {args.epoch}")
+              f"torch threads {torch.get_num_threads()}, epoch {args.epoch}"
+              + (f" ({len(frozen)} parameter tensors frozen)" if frozen else ""))
         print(summary("model step only:", model_t, model_n))
         print(summary("with data loading:", load_t, load_n))
 

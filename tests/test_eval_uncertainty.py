@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from xmodalzoo.eval.uncertainty import average_ranks, plot_uncertainty_bins, spearman, uncertainty_bins
+from xmodalzoo.eval.uncertainty import (
+    average_ranks, bin_indices, plot_uncertainty_bins, spearman, uncertainty_bins,
+)
 
 
 def test_bins_sort_by_uncertainty_and_count_recall():
@@ -19,6 +21,19 @@ def test_bins_sort_by_uncertainty_and_count_recall():
     assert [b["r5"] for b in bins] == [100.0, 100.0, 50.0]
     assert [b["r10"] for b in bins] == [100.0, 100.0, 50.0]
     assert bins[1]["mean_uncertainty"] == pytest.approx(0.4)
+
+
+def test_bin_indices_are_the_queries_of_each_bin():
+    u = torch.tensor([0.9, 0.1, 0.5, 0.3, 0.7, 0.2, 0.5])
+    ranks = torch.tensor([12, 0, 3, 0, 0, 0, 1])
+    idx = bin_indices(u, n_bins=3)
+    assert [i.tolist() for i in idx] == [[1, 5, 3], [2, 6], [4, 0]]  # ties (0.5) keep the query order
+    bins = uncertainty_bins(u, ranks, n_bins=3)
+    assert [b["count"] for b in bins] == [len(i) for i in idx]
+    assert [b["mean_uncertainty"] for b in bins] == pytest.approx([float(u[i].double().mean()) for i in idx])
+    assert [len(i) for i in bin_indices(torch.tensor([1.0, 2.0]), n_bins=10)] == [1, 1]
+    with pytest.raises(ValueError, match="NaN"):
+        bin_indices(torch.tensor([1.0, math.nan]))
 
 
 def test_uneven_and_tiny_inputs():

@@ -155,6 +155,24 @@ def test_coco1k_is_the_mean_of_per_fold_full_evaluations() -> None:
     assert res["coco1k"]["i2t_r1"] > res["full"]["i2t_r1"]  # fewer distractors in a 1K fold
 
 
+def test_a_protocol_the_split_cannot_serve_fails_before_encoding() -> None:
+    data = FakeDataset(list(np.repeat(np.arange(NUM_IMAGES), 2)))
+    method = StubMethod()
+    with pytest.raises(ValueError, match="coco5k needs at least 5000 images.*the test split has 4"):
+        evaluate(method, data, cfg(), protocols=["full", "coco5k"], progress=False)
+    assert data.loads.tolist() == [0] * NUM_IMAGES and method.modes == []
+
+
+def test_precomputed_embeddings_report_no_encoding_time() -> None:
+    data = FakeDataset(list(np.repeat(np.arange(NUM_IMAGES), 2)))
+    method = StubMethod()
+    first = evaluate(method, data, cfg(), progress=False)
+    again = evaluate(method, data, cfg(), progress=False,
+                     embeddings=(PointEmbedding(torch.eye(NUM_IMAGES)), PointEmbedding(torch.eye(NUM_IMAGES).repeat_interleave(2, 0))))
+    assert first["meta"]["encode_seconds"] > 0 and again["meta"]["encode_seconds"] is None
+    assert again["full"] == first["full"]
+
+
 def test_evaluate_embeddings_rejects_mismatched_inputs() -> None:
     img = PointEmbedding(torch.eye(3))
     with pytest.raises(ValueError, match="4 caption embeddings for 3 captions"):

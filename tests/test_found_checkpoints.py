@@ -83,6 +83,9 @@ def test_interrupted_in_validation_training_and_commit_resumes_to_the_same_resul
         Trainer(recipe, run, resume=True, progress=False).fit()
     monkeypatch.setattr(Trainer, "train_step", real_step)
     assert [(x["kind"], x["step"]) for x in lines(run)] == [("step", 1), ("step", 2), ("epoch", 2), ("step", 3)]
+    # epoch 1, now validated and logged, was saved again as such
+    meta = json.loads((run / LAST / "meta.json").read_text())
+    assert meta["epoch"] == 0 and meta["step"] == 2 and meta["validated"] is True
     with open(run / "metrics.jsonl", "a") as f:
         f.write('{"kind": "step", "ep')  # a line cut short by the crash
 
@@ -90,8 +93,17 @@ def test_interrupted_in_validation_training_and_commit_resumes_to_the_same_resul
     os.replace(run / LAST, old_dir(run / LAST))
     assert find_resumable(tmp_path, "resumed") == run
 
-    # 4. resume to the end: same weights, same test results, same metrics lines, no duplicates
+    # 4. resume to the end: same weights, same test results, same metrics lines, no duplicates; the
+    # validated epoch 1 is not validated again
+    validated: list[int] = []
+
+    def counting_validate(self):  # type: ignore[no-untyped-def]
+        validated.append(self.epoch)
+        return real_validate(self)
+
+    monkeypatch.setattr(Trainer, "validate", counting_validate)
     Trainer(recipe, run, resume=True, progress=False).fit()
+    assert validated == list(range(1, recipe.train.epochs))
     a = load_file(str(straight / LAST / "weights.safetensors"))
     b = load_file(str(run / LAST / "weights.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -1,5 +1,11 @@
-"""DDP helpers without processes: duplicate image rows of a gathered batch, and train.sync_batchnorm."""
+"""DDP helpers: duplicate image rows of a gathered batch, train.sync_batchnorm, the test split built on the
+main process only and its error raised on every process (two gloo processes)."""
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -55,3 +61,61 @@ def test_sync_batchnorm_option(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Non
     trainer = Trainer(recipe, tmp_path / "run", progress=False)
     with pytest.raises(TrainingError, match="sync_batchnorm needs CUDA.*per process"):
         trainer.setup()
+
+
+RAISE_EVERYWHERE = """
+import sys
+import torch.distributed as dist
+from xmodalzoo.train import distributed as D
+
+class Unpicklable(ValueError):
+    def __init__(self, a, b):  # unpickling calls Unpicklable(msg): fails
+        super().__init__(f"{a} {b}")
+
+rank, init_file = int(sys.argv[1]), sys.argv[2]
+dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+info = D.DistInfo(rank=rank, world_size=2)
+for error in (None, ValueError("coco5k needs at least 5000 images"), Unpicklable("not", "picklable")):
+    try:
+        D.raise_everywhere(error if rank == 0 else None, info)
+        print("ok")
+    except Exception as exc:
+        print(f"{type(exc).__name__}: {exc}")
+dist.destroy_process_group()
+"""
+
+
+def test_raise_everywhere_raises_the_main_process_error_on_every_process(tmp_path: Path) -> None:
+    script = tmp_path / "raise_everywhere.py"
+    script.write_text(RAISE_EVERYWHERE)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, str(script), str(r), str(tmp_path / "init")], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    (main, err0), (other, err1) = (p.communicate(timeout=120) for p in procs)
+    assert all(p.returncode == 0 for p in procs), err0 + err1
+    assert main.splitlines() == ["ok", "ValueError: coco5k needs at least 5000 images", "Unpicklable: not picklable"]
+    assert other.splitlines() == ["ok", "ValueError: coco5k needs at least 5000 images",
+                                  "RuntimeError: Unpicklable: not picklable"]
+
+
+def test_only_the_main_process_builds_the_test_split(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("XMODALZOO_CACHE", str(tmp_path / "cache"))
+    recipe = load_recipe(write_recipe(tmp_path))
+    built: list[int] = []
+
+    class Stop(Exception):
+        pass
+
+    def stop(self):  # type: ignore[no-untyped-def]
+        raise Stop
+
+    monkeypatch.setattr(Trainer, "setup", stop)  # fit() checks the test split, then sets up: stop there
+    for rank in (0, 1):
+        monkeypatch.setattr(D, "init_distributed", lambda device="auto", r=rank: D.DistInfo(rank=r, world_size=2))
+        trainer = Trainer(recipe, tmp_path / "run", progress=False)
+        assert trainer.test_data is None
+        monkeypatch.setattr(Trainer, "check_test_split", lambda self, r=rank: built.append(r) or "test split")
+        with pytest.raises(Stop):
+            trainer.fit()
+        assert trainer.test_data == ("test split" if rank == 0 else None)
+    assert built == [0]

@@ -150,6 +150,22 @@ def test_stable_topk_indices_match_stable_argsort(rng: np.random.Generator, k: i
     assert got.tolist() == want
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_stable_topk_indices_with_nan_and_signed_zero_ties(dtype: torch.dtype) -> None:
+    """A row whose k-th score is NaN (NaN ranks first, as in torch.sort), and -0.0 tying with 0.0."""
+    s = torch.rand(4, 12, dtype=dtype).round(decimals=1)
+    s[0, :3] = math.nan
+    s[1, [2, 5, 9]] = math.nan
+    s[2] = 0.0
+    s[2, [1, 4]] = -0.0
+    s[2, [3, 8]] = 2.0
+    want = torch.argsort(s, dim=1, descending=True, stable=True)
+    for k in (1, 2, 3, 4, 6, 12):
+        assert M.stable_topk_indices(s, k).tolist() == want[:, :k].tolist(), k
+    assert M.stable_topk_indices(s, 2)[0].tolist() == [0, 1]
+    assert M.stable_topk_indices(s, 4)[2].tolist() == [3, 8, 0, 1]
+
+
 def test_r_precision_with_few_positives_in_a_wide_gallery(rng: np.random.Generator) -> None:
     scores = random_scores(rng, 8, 80)
     pos = np.zeros((8, 80), dtype=bool)

@@ -113,3 +113,21 @@ def test_freeze_and_lr_multipliers(tmp_path):
     trainer.epoch = 1
     trainer.train_epoch()
     assert not torch.equal(embed0, trainer.method.text_encoder.embed.weight)  # trained in epoch 2
+
+
+def test_begin_epoch_applies_the_epochs_freeze_rules_and_batches(tmp_path):
+    recipe = load_recipe(write_recipe(tmp_path, train={"freeze": [{"pattern": "text_encoder.embed", "epochs": 1}]}))
+    trainer = Trainer(recipe, tmp_path / "run", progress=False)
+    trainer.setup()
+    embed = trainer.method.text_encoder.embed.weight
+    trainer.method.eval()
+    trainer.epoch = 0
+    assert trainer.begin_epoch() == ["text_encoder.embed.weight"]
+    assert not embed.requires_grad and trainer.method.training and trainer.loss.training
+    first = [b.caption_index.tolist() for b in trainer.loader]
+    trainer.epoch = 1
+    assert trainer.begin_epoch() == [] and embed.requires_grad
+    second = [b.caption_index.tolist() for b in trainer.loader]
+    trainer.epoch = 0
+    trainer.begin_epoch()
+    assert [b.caption_index.tolist() for b in trainer.loader] == first != second

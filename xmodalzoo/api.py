@@ -82,12 +82,12 @@ def build_method(recipe_or_cfg: Any, *, train_captions: Sequence[str] | None = N
     return build("method", cfg, train_captions=train_captions)
 
 
-def load_run(run_dir: str | os.PathLike[str], split: str = "test", *, device: Any = "auto") -> Any:
+def load_run(run_dir: str | os.PathLike[str], split: str = "test", *, device: Any = None) -> Any:
     """A finished run, ready for analysis: ``(recipe, method, dataset)``.
 
     The recipe is the run's ``recipe.resolved.yaml``, the method its exported ``model/`` folder (in
-    eval mode, on ``device``; ``"auto"`` = CUDA when available) and the dataset the ``split`` of the
-    recipe's data::
+    eval mode, on ``device``: by default the recipe's ``eval.device``; ``"auto"`` = CUDA when
+    available) and the dataset the ``split`` of the recipe's data::
 
         recipe, model, test = zoo.load_run("runs/pcme_shapes/2026-11-22_10-00-00")
     """
@@ -103,7 +103,7 @@ def load_run(run_dir: str | os.PathLike[str], split: str = "test", *, device: An
     if not (run / "model" / "config.json").is_file():
         raise FileNotFoundError(f"{run}: the run has no exported model folder yet (model/config.json is missing)")
     recipe = load_recipe(run / "recipe.resolved.yaml")
-    method = load_model(run / "model", device=resolve_device(device))
+    method = load_model(run / "model", device=resolve_device(recipe.eval.device if device is None else device))
     return recipe, method, build("dataset", recipe.data, split=split)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from .eval.evaluate import encode_dataset, evaluate
+    from .eval.protocols import check_protocols
     from .eval.report import keep_training_meta, results_table, write_results
     from .hub.folder import load_model
     from .method import build
@@ -124,13 +126,25 @@ def run_eval(args: argparse.Namespace) -> int:
     method = load_model(model_dir, device=device)
     dataset = build("dataset", recipe.data, split=args.split)
     console = Console()
-    embeddings = encode_dataset(method, dataset, recipe.eval, progress=not args.quiet)
+    embeddings, encode_seconds, uncertainties = None, 0.0, None
+    if args.uncertainty:  # the uncertainty report reads the same embeddings: encode once, here
+        check_protocols(args.protocols or recipe.eval.protocols, dataset.num_images, args.split)
+        start = time.perf_counter()
+        embeddings = encode_dataset(method, dataset, recipe.eval, progress=not args.quiet)
+        encode_seconds = time.perf_counter() - start
+        try:  # fail before the evaluation when the method has no uncertainty
+            uncertainties = tuple(method.uncertainty(e).cpu() for e in embeddings)
+        except TypeError as exc:
+            return _fail(f"--uncertainty: {exc}")
     out = evaluate(method, dataset, recipe.eval, protocols=args.protocols, progress=not args.quiet,
                    return_ranks=args.uncertainty, embeddings=embeddings)
     results, ranks = out if isinstance(out, tuple) else (out, None)
+    if embeddings is not None:
+        results["meta"]["encode_seconds"] = encode_seconds
+        results["meta"]["seconds"] += encode_seconds
     # results go beside the model that was evaluated (never into another run's directory)
     out_dir = model_dir if args.model else run_dir
-    uncertainty = (_uncertainty_report(method, embeddings, ranks, out_dir, args, console)
+    uncertainty = (_uncertainty_report(uncertainties, ranks, out_dir, args, console)
                    if args.uncertainty else None)
     results.setdefault("meta", {}).update({"split": args.split, "model": str(model_dir)})
     console.print(results_table(results, title=f"{recipe.name or model_dir.name}: {args.split} split"))
@@ -144,20 +158,17 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _uncertainty_report(method: Any, embeddings: Any, ranks: Any, out_dir: Path,
+def _uncertainty_report(uncertainties: Any, ranks: Any, out_dir: Path,
                         args: argparse.Namespace, console: Any) -> dict[str, Any]:
-    """R@1 per uncertainty bin for image and caption queries, as a table and a PNG."""
+    """R@1 per uncertainty bin for image and caption queries (one uncertainty per image and per
+    caption, in dataset order), as a table and a PNG."""
     from rich.table import Table
 
     from .eval.uncertainty import plot_uncertainty_bins, uncertainty_bins
 
     if ranks is None:
         raise SystemExit(_fail("the evaluator returned no per-query ranks"))
-    img, txt = embeddings
-    try:
-        u_img, u_txt = method.uncertainty(img).cpu(), method.uncertainty(txt).cpu()
-    except TypeError as exc:
-        raise SystemExit(_fail(f"--uncertainty: {exc}")) from None
+    u_img, u_txt = uncertainties
     r = ranks[next(iter(ranks))]  # 1-based ranks of each query, with the query's dataset index
     bins_i2t = uncertainty_bins(u_img[r["image_index"]], r["i2t"] - 1)
     bins_t2i = uncertainty_bins(u_txt[r["caption_index"]], r["t2i"] - 1)

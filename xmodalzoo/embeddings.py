@@ -8,7 +8,7 @@ residuals, raw slots) that losses may use; it is dropped by slicing, concatenati
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Sequence, TypeVar
 

@@ -1,7 +1,7 @@
 """Batches that flow from the data loader to methods and losses."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch

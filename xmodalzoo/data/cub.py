@@ -62,7 +62,11 @@ def read_captions(path: Path, limit: int | None) -> list[str]:
 
 
 class CubDataset(ImageFileDataset):
-    """An :class:`ImageFileDataset` with a class per image and class-level positives."""
+    """An :class:`ImageFileDataset` with a class per image and class-level positives.
+
+    ``positives`` (captions × images, bool) is built on first use only: training reads batch
+    positives and ``caption_classes``, and the train split's full matrix would be about 350 MB.
+    """
 
     def __init__(self, *, image_classes: list[int], class_names: list[str], **kwargs: Any) -> None:
         paths = kwargs["paths"]
@@ -71,21 +75,24 @@ class CubDataset(ImageFileDataset):
         class_of_path = {str(p): c for p, c in zip(paths, image_classes)}
         self.class_names = class_names
         self.image_classes = np.array([class_of_path[str(p)] for p in self.paths], dtype=np.int64)
-        self._refresh_classes()
-
-    def _refresh_classes(self) -> None:
         self.caption_classes = self.image_classes[self.caption_to_image]
-        cap = torch.from_numpy(self.caption_classes)
-        self.positives = cap[:, None] == torch.from_numpy(self.image_classes)[None, :]
+        self._positives: torch.Tensor | None = None
+
+    @property  # type: ignore[override]
+    def positives(self) -> torch.Tensor:
+        """(num_captions, num_images) torch.bool: caption c and image i show the same class."""
+        if self._positives is None:
+            cap = torch.from_numpy(np.asarray(self.caption_classes, dtype=np.int64))
+            self._positives = cap[:, None] == torch.from_numpy(self.image_classes)[None, :]
+        return self._positives
+
+    @positives.setter
+    def positives(self, value: torch.Tensor | None) -> None:  # drop_images assigns the subset
+        self._positives = value
 
     def _select_images(self, keep: np.ndarray) -> None:
         super()._select_images(keep)
         self.image_classes = self.image_classes[keep]
-
-    def drop_images(self, indices: Any) -> np.ndarray:
-        keep = super().drop_images(indices)
-        self._refresh_classes()
-        return keep
 
 
 def build_cub(cfg: CubDatasetConfig, *, split: str) -> CubDataset:

@@ -6,13 +6,14 @@ tokenises the captions with ``tokenizer(texts, train=True)`` and stacks the tran
 Unreadable images (decode errors at load time) never surface as a worker traceback: with
 ``on_error="raise"`` the loader raises a :class:`DataError` naming the file in the main process; with
 ``"skip"`` the image and its captions are dropped from that batch, counted in
-``loader.skipped_images`` and logged (a batch left empty is skipped).
+``loader.skipped_images`` and logged (a batch left empty is skipped).  :func:`load_item` (in the
+workers) and :func:`report_unreadable` (in the main process) are shared with evaluation's encoding.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -42,6 +43,38 @@ def check_compatible(dataset: RetrievalDataset, image_kind_expected: str | None)
     )
 
 
+#: appended to the error of an unreadable image under ``on_error: raise``
+SKIP_HINT = "(set data.on_error: skip to drop unreadable images)"
+
+
+def check_on_error(on_error: str) -> OnError:
+    """``on_error`` when it is ``"raise"`` or ``"skip"``; a ValueError otherwise."""
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    return on_error  # type: ignore[return-value]
+
+
+def load_item(dataset: RetrievalDataset, transform: Callable[[Any], Any], index: int) -> torch.Tensor | str:
+    """Image ``index`` of ``dataset`` through ``transform`` as a tensor, or the message of the
+    :class:`DataError` it raised when it cannot be read (picklable: a worker hands it back)."""
+    try:
+        item = transform(dataset.load_image(index))
+    except DataError as exc:
+        return str(exc)
+    return item if isinstance(item, torch.Tensor) else torch.as_tensor(item)
+
+
+def report_unreadable(reasons: Sequence[str], on_error: OnError) -> None:
+    """In the main process, the images :func:`load_item` could not read: with ``on_error="raise"`` a
+    one-line :class:`DataError` for the first; with ``"skip"`` a warning for each."""
+    if not reasons:
+        return
+    if on_error == "raise":
+        raise DataError(f"{reasons[0]} {SKIP_HINT}")
+    for reason in reasons:
+        log.warning("skipped an unreadable image: %s", reason)
+
+
 class CaptionIndices(Dataset):
     """Item ``i`` is caption index ``i``: the collate does the loading, once per distinct image."""
 
@@ -57,11 +90,11 @@ class CaptionIndices(Dataset):
 
 @dataclass
 class CollatedBatch:
-    """What a worker sends back: the batch (None if nothing was left), skipped files, or a fatal error."""
+    """What a worker sends back: the batch (None if nothing was left) and the unreadable images' errors
+    (under ``on_error="raise"`` only the first, and no batch)."""
 
     batch: Batch | None
-    skipped: list[str] = field(default_factory=list)
-    error: str | None = None
+    unreadable: list[str] = field(default_factory=list)
 
 
 def first_appearance(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -78,26 +111,23 @@ class TrainCollate:
 
     def __init__(self, dataset: RetrievalDataset, image_transform: Callable[[Any], torch.Tensor],
                  tokenizer: Callable[..., TextBatch], on_error: OnError = "raise") -> None:
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.dataset = dataset
         self.image_transform = image_transform
         self.tokenizer = tokenizer
-        self.on_error = on_error
+        self.on_error = check_on_error(on_error)
 
     def __call__(self, caption_indices: list[int]) -> CollatedBatch:
         captions = np.asarray(caption_indices, dtype=np.int64)
         images, caption_image = first_appearance(self.dataset.caption_to_image[captions])
         pixels, loaded, skipped = [], [], []
         for image in images.tolist():
-            try:
-                item = self.image_transform(self.dataset.load_image(image))
-            except DataError as exc:
-                if self.on_error == "raise":
-                    return CollatedBatch(None, error=f"{exc} (set data.on_error: skip to drop unreadable images)")
-                skipped.append(str(exc))
+            item = load_item(self.dataset, self.image_transform, image)
+            if isinstance(item, str):
+                if self.on_error == "raise":  # the main process raises it (report_unreadable)
+                    return CollatedBatch(None, [item])
+                skipped.append(item)
                 continue
-            pixels.append(item if isinstance(item, torch.Tensor) else torch.as_tensor(item))
+            pixels.append(item)
             loaded.append(image)
         if not loaded:
             return CollatedBatch(None, skipped)
@@ -119,17 +149,15 @@ class TrainCollate:
 class TrainLoader(DataLoader):
     """A :class:`DataLoader` yielding :class:`Batch` objects; counts images skipped as unreadable."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, on_error: OnError = "raise", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.on_error = check_on_error(on_error)
         self.skipped_images: list[str] = []
 
     def __iter__(self) -> Iterator[Batch]:  # type: ignore[override]
         for out in super().__iter__():
-            if out.error is not None:
-                raise DataError(out.error)
-            for reason in out.skipped:
-                log.warning("skipped an unreadable image: %s", reason)
-            self.skipped_images += out.skipped
+            report_unreadable(out.unreadable, self.on_error)
+            self.skipped_images += out.unreadable
             if out.batch is not None:
                 yield out.batch
 
@@ -149,4 +177,5 @@ def build_train_loader(
         batch_sampler=sampler,
         collate_fn=TrainCollate(dataset, image_transform, tokenizer, on_error),
         num_workers=num_workers,
+        on_error=on_error,
     )

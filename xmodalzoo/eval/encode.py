@@ -1,8 +1,9 @@
 """Encode every image of a split once and every caption once, in batches, on one device.
 
 Unreadable images never surface as a worker traceback: each worker catches the
-:class:`~xmodalzoo.data.common.DataError` of an image and hands it to the main process (as the
-training collate does).  There, the dataset's ``on_error`` decides: ``raise`` fails with one line
+:class:`~xmodalzoo.data.common.DataError` of an image and hands it to the main process (with the
+training loader's :func:`~xmodalzoo.data.loader.load_item` and
+:func:`~xmodalzoo.data.loader.report_unreadable`).  There, the dataset's ``on_error`` decides: ``raise`` fails with one line
 naming the file; ``skip`` drops the image **and its captions** from the dataset in place
 (:meth:`~xmodalzoo.data.base.RetrievalDataset.drop_images`, so ``caption_to_image``, positives and
 labels stay consistent for the evaluation that follows), counts them in
@@ -20,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.base import RetrievalDataset
 from ..data.common import DataError
+from ..data.loader import check_on_error, load_item, report_unreadable
 from ..embeddings import Embedding
 
 log = logging.getLogger("xmodalzoo.data")
@@ -57,11 +59,7 @@ class SafeImageItems(ImageItems):
     """Like :class:`ImageItems`, but item ``i`` is ``(i, tensor)`` or ``(i, error message)``."""
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor | str]:  # type: ignore[override]
-        try:
-            item = self.transform(self.dataset.load_image(index))
-        except DataError as exc:
-            return index, str(exc)
-        return index, item if isinstance(item, torch.Tensor) else torch.as_tensor(item)
+        return index, load_item(self.dataset, self.transform, index)
 
 
 class ImageBatch:
@@ -158,9 +156,7 @@ def encode_images(
     (default: ``dataset.on_error``) ``"skip"`` is dropped from ``dataset`` with its captions (see
     the module docstring); the embeddings then cover the images left.
     """
-    on_error = on_error or getattr(dataset, "on_error", "raise")
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    on_error = check_on_error(on_error or getattr(dataset, "on_error", "raise"))
     device = _prepare(method, device)
     loader = DataLoader(
         SafeImageItems(dataset, method.image_transform(False)), batch_size=batch_size, shuffle=False,
@@ -169,18 +165,14 @@ def encode_images(
     skipped: list[tuple[int, str]] = []
 
     def encode(batch: ImageBatch) -> Embedding | None:
-        if batch.errors:
-            if on_error == "raise":
-                raise DataError(f"{batch.errors[0][1]} (set data.on_error: skip to drop unreadable images)")
-            skipped.extend(batch.errors)
+        report_unreadable([reason for _, reason in batch.errors], on_error)  # raises under "raise"
+        skipped.extend(batch.errors)
         if batch.pixels is None:
             return None
         return method.encode_image(batch.pixels.to(device, non_blocking=True))
 
     emb = _encode(method, loader, encode, len, dataset.num_images, "images", progress)
     if skipped:
-        for _, reason in skipped:
-            log.warning("skipped an unreadable image: %s", reason)
         name = f"{dataset.name}/{dataset.split}" if dataset.name else type(dataset).__name__
         dropped = [i for i, _ in skipped]
         n_caps = int(np.isin(dataset.caption_to_image, dropped).sum())

@@ -22,7 +22,7 @@ from ..similarity.engine import similarity_matrix
 from . import metrics as M
 from .config import EvalConfig
 from .encode import encode_captions, encode_images, resolve_device
-from .protocols import Fold, check_caption_to_image, protocol_folds
+from .protocols import Fold, check_caption_to_image, check_protocols, protocol_folds
 
 RECALL_KS = (1, 5, 10)
 
@@ -163,6 +163,7 @@ def evaluate_embeddings(
     targets = RetrievalTargets.from_data(data, len(image_emb))
     if len(caption_emb) != targets.num_captions:
         raise ValueError(f"{len(caption_emb)} caption embeddings for {targets.num_captions} captions")
+    check_protocols(protocols, targets.num_images, getattr(data, "split", None) or None)
     device = resolve_device(cfg.device)
     start = time.perf_counter()
     results: dict[str, Any] = {}
@@ -225,18 +226,21 @@ def evaluate(
 ) -> dict[str, Any] | tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]]]:
     """Encode every image and caption of ``dataset`` once with ``method`` and evaluate them.
 
-    The method is moved to ``cfg.device``; its ``similarity`` scores the pairs.  Pass
+    Encoding and scoring run on ``cfg.device``; the method's ``similarity`` scores the pairs.  The
+    protocols are checked against the split's size before anything is encoded.  Pass
     ``embeddings=(images, captions)`` when this method has already encoded the dataset (e.g. to also
     read their uncertainty) to skip encoding.  Returns the results dict (see
-    :func:`evaluate_embeddings`; ``meta`` adds ``encode_seconds`` and ``seconds``), plus the ranks when
-    ``return_ranks``.
+    :func:`evaluate_embeddings`; ``meta`` adds ``encode_seconds`` — None when ``embeddings`` were
+    passed in — and ``seconds``), plus the ranks when ``return_ranks``.
     """
     cfg = cfg or EvalConfig()
+    check_protocols(protocols if protocols is not None else cfg.protocols, dataset.num_images, dataset.split or None)
     start = time.perf_counter()
+    encode_seconds: float | None = None
     if embeddings is None:
         embeddings = encode_dataset(method, dataset, cfg, progress=progress)
+        encode_seconds = time.perf_counter() - start
     img, cap = embeddings
-    encode_seconds = time.perf_counter() - start
     out = evaluate_embeddings(
         method.similarity, img, cap, dataset, cfg, protocols=protocols, return_ranks=return_ranks
     )

@@ -17,6 +17,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from ..similarity.ranking import stable_topk
+
 #: working-memory budget of one row chunk of the ranking functions
 DEFAULT_CHUNK_BYTES = 256 << 20
 # bytes per (query, gallery) cell while ranking a chunk: the sort order (int64), the sorted scores,
@@ -196,21 +198,10 @@ def ranked_precision(
 def stable_topk_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Indices (N, k) of each row's k best items in the stable descending order (ties: lower index first).
 
-    For small ``k`` this avoids a full sort: ``topk`` finds the k-th best score, every item above it
-    is in, and the tied items at it are admitted in index order.
+    :func:`xmodalzoo.similarity.ranking.stable_topk`, the one exact top k of the package (rows whose
+    k-th score is NaN or tied included): usually a ``topk`` with no full sort.
     """
-    n, m = scores.shape
-    k = min(k, m)
-    if 4 * k >= m:
-        return torch.argsort(scores, dim=1, descending=True, stable=True)[:, :k]
-    kth = scores.topk(k, dim=1).values[:, -1:]
-    above = scores > kth
-    tied = scores == kth
-    room = k - above.sum(1, keepdim=True)
-    take = above | (tied & (tied.cumsum(1) <= room))
-    candidates = take.nonzero()[:, 1].view(n, k)  # ascending index within each row
-    order = torch.argsort(scores.gather(1, candidates), dim=1, descending=True, stable=True)
-    return candidates.gather(1, order)
+    return stable_topk(scores, k)[1]
 
 
 def r_precision_map_at_r(

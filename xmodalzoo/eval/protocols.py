@@ -36,16 +36,19 @@ def required_images(protocol: str, *, fold_size: int = COCO_1K_FOLD_IMAGES, coco
 def check_protocols(protocols: Iterable[str], num_images: int, split: str | None = None, *,
                     fold_size: int = COCO_1K_FOLD_IMAGES, coco5k_images: int = COCO_5K_IMAGES) -> None:
     """Raise a one-line :class:`ProtocolError` when a split of ``num_images`` images cannot serve a protocol."""
+    where = f"the {split} split" if split else "this split"
     for protocol in protocols:
         need = required_images(protocol, fold_size=fold_size, coco5k_images=coco5k_images)
-        if num_images < need:
-            what = {"coco1k": f"folds of {fold_size}", "coco5k": "the COCO 5K test split"}.get(protocol, "")
-            where = f"the {split} split" if split else "this split"
-            raise ProtocolError(
-                f"protocol {protocol} needs at least {need} images ({what}); {where} has {num_images}: fix "
-                f"eval.protocols or the dataset's {split or 'test'} split (the SCAN COCO 5K set is precomp's "
-                f"'testall' files: data.splits.test: [testall])"
-            )
+        if num_images >= need:
+            continue
+        if protocol == "full":
+            raise ProtocolError(f"{where} has no images to evaluate")
+        what = f"folds of {fold_size}" if protocol == "coco1k" else "the COCO 5K test split"
+        raise ProtocolError(
+            f"protocol {protocol} needs at least {need} images ({what}); {where} has {num_images}: fix "
+            f"eval.protocols or the dataset's {split or 'test'} split (for SCAN precomputed features the "
+            f"COCO 5K images are the 'testall' files: data.splits.test: [testall])"
+        )
 
 
 @dataclass(frozen=True)

@@ -52,25 +52,34 @@ def spearman(x: Any, y: Any) -> float:
     return float(rx @ ry / denom) if denom > 0 else float("nan")
 
 
-def uncertainty_bins(uncertainty: torch.Tensor, ranks: torch.Tensor, n_bins: int = 10) -> list[dict[str, Any]]:
-    """Split the queries into ``n_bins`` equal-count bins by uncertainty (low to high) and report each.
-
-    ``ranks`` are 0-based ranks of each query's best positive.  Each bin is a JSON-ready dict:
-    ``bin`` (0-based), ``low`` / ``high`` (uncertainty range), ``mean_uncertainty``, ``count``, and
-    ``r1``, ``r5``, ``r10`` in percent.  Bin sizes differ by at most one; ties in uncertainty keep the
-    query order; with fewer queries than bins there are as many bins as queries.
-    """
+def bin_indices(uncertainty: Any, n_bins: int = 10) -> list[torch.Tensor]:
+    """Query indices of each of ``n_bins`` equal-count bins by uncertainty, low to high (the split of
+    :func:`uncertainty_bins`): sizes differ by at most one, ties keep the query order, and with fewer
+    queries than bins there are as many bins as queries."""
     u = _as_1d(uncertainty, "uncertainty").double()
-    r = _as_1d(ranks, "ranks").long()
-    if u.shape != r.shape:
-        raise ValueError(f"uncertainty has {u.numel()} queries but ranks has {r.numel()}")
     if n_bins < 1:
         raise ValueError(f"n_bins must be at least 1, got {n_bins}")
     if not torch.isfinite(u).all():
         raise ValueError("uncertainty contains NaN or infinite values")
     order = torch.argsort(u, stable=True)
+    return [chunk for chunk in torch.tensor_split(order, min(n_bins, max(len(u), 1))) if len(chunk)]
+
+
+def uncertainty_bins(uncertainty: torch.Tensor, ranks: torch.Tensor, n_bins: int = 10) -> list[dict[str, Any]]:
+    """Split the queries into ``n_bins`` equal-count bins by uncertainty (low to high) and report each.
+
+    ``ranks`` are 0-based ranks of each query's best positive.  Each bin is a JSON-ready dict:
+    ``bin`` (0-based), ``low`` / ``high`` (uncertainty range), ``mean_uncertainty``, ``count``, and
+    ``r1``, ``r5``, ``r10`` in percent.  The bins are those of :func:`bin_indices` (which gives their
+    queries): sizes differ by at most one; ties in uncertainty keep the query order; with fewer
+    queries than bins there are as many bins as queries.
+    """
+    u = _as_1d(uncertainty, "uncertainty").double()
+    r = _as_1d(ranks, "ranks").long()
+    if u.shape != r.shape:
+        raise ValueError(f"uncertainty has {u.numel()} queries but ranks has {r.numel()}")
     bins = []
-    for k, idx in enumerate(chunk for chunk in torch.tensor_split(order, min(n_bins, max(len(u), 1))) if len(chunk)):
+    for k, idx in enumerate(bin_indices(u, n_bins)):
         bu, br = u[idx], r[idx]
         row: dict[str, Any] = {
             "bin": k,

@@ -107,10 +107,9 @@ def _without_downloads(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Method:
-    """Rebuild the method saved in a model folder and load its weights."""
-    from safetensors.torch import load_file
-
+def build_from_folder(directory: str | Path, device: str | torch.device = "cpu") -> Method:
+    """The method of a model folder built from its config and tokenizer, *untrained* (freshly
+    initialised from the current torch seed; no initial-weight downloads), in eval mode on ``device``."""
     from ..encoders.tokenizers import load_tokenizer
     from ..method import build
 
@@ -122,13 +121,22 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Met
     if config.get("format") != FORMAT:
         raise ValueError(f"{cfg_path}: unknown model folder format {config.get('format')!r} (expected {FORMAT})")
     discover()
-    method_cfg = _without_downloads(config["method"])
     tokenizer = load_tokenizer(directory / TOKENIZER)
-    method: Method = build("method", method_cfg, tokenizer=tokenizer)
+    method: Method = build("method", _without_downloads(config["method"]), tokenizer=tokenizer)
+    return method.to(device).eval()
+
+
+def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Method:
+    """Rebuild the method saved in a model folder and load its weights."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    method = build_from_folder(directory)
     state = load_file(str(directory / WEIGHTS))
     missing, unexpected = method.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("batch_module.")]
     if missing or unexpected:
-        raise ValueError(f"{directory / WEIGHTS} does not fit the {method_cfg['type']} model: "
+        kind = method.config.type if method.config is not None else type(method).__name__
+        raise ValueError(f"{directory / WEIGHTS} does not fit the {kind} model: "
                          f"missing {missing[:5]}, unexpected {unexpected[:5]}")
     return method.to(device).eval()

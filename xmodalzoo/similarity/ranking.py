@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import torch
 
+from .engine import block_topk, key_index
+
+#: dtypes whose scores :func:`~xmodalzoo.similarity.engine.sort_keys` holds exactly (a float32 image)
+_KEYED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
 
 def argsort_desc(scores: torch.Tensor, chunk_rows: int = 1024) -> torch.Tensor:
     """Full ranking (N, M) of gallery indices per query, best first; ties keep the lower index first."""
@@ -12,15 +17,31 @@ def argsort_desc(scores: torch.Tensor, chunk_rows: int = 1024) -> torch.Tensor:
     return out
 
 
+def stable_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores and indices (N, min(k, M)) of each row's k best items: the first k of a stable descending
+    sort (ties: lower index first; NaN ranks above everything and ``-0.0`` ties with ``0.0``, as in
+    ``torch.sort``).
+
+    The engine's exact top k (:func:`~xmodalzoo.similarity.engine.block_topk`), so every top k of
+    the package agrees; scores of other dtypes than float32/16/bfloat16 (e.g. float64, whose sort keys
+    would round) take a full stable sort.
+    """
+    k = max(0, min(int(k), scores.shape[1]))
+    if scores.dtype not in _KEYED_DTYPES:
+        order = torch.argsort(scores, dim=1, descending=True, stable=True)[:, :k]
+        return scores.gather(1, order), order
+    keys, vals = block_topk(scores, k, 0)
+    return vals, key_index(keys)
+
+
 def topk_desc(scores: torch.Tensor, k: int, chunk_rows: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k scores and indices per row; ties keep the lower index first."""
+    """Top-k scores and indices per row (:func:`stable_topk` in row chunks); ties keep the lower index first."""
     k = min(k, scores.shape[1])
     vals, idx = [], []
     for r in range(0, scores.shape[0], chunk_rows):
-        block = scores[r : r + chunk_rows]
-        order = torch.argsort(block, dim=1, descending=True, stable=True)[:, :k]
-        vals.append(block.gather(1, order))
-        idx.append(order)
+        v, i = stable_topk(scores[r : r + chunk_rows], k)
+        vals.append(v)
+        idx.append(i)
     if not vals:
         return scores.new_empty(0, k), torch.empty(0, k, dtype=torch.long, device=scores.device)
     return torch.cat(vals), torch.cat(idx)

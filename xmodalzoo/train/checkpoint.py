@@ -2,7 +2,8 @@
 
 A checkpoint directory is replaced in two renames (``final`` -> ``.final.old``, then the new one
 -> ``final``).  A crash between them leaves only ``.final.old``, a complete checkpoint:
-:func:`checkpoint_path` falls back to it, so resuming never loses it.
+:func:`checkpoint_path` falls back to it (and :func:`load_checkpoint` through it), so resuming
+never loses it.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import random
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -65,7 +66,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def truncate_jsonl(path: Path, keep: Any) -> int:
+def truncate_jsonl(path: Path, keep: Callable[[dict[str, Any]], bool]) -> int:
     """Rewrite the JSONL file ``path`` atomically with only the records for which ``keep(record)`` is
     true (unparsable lines, e.g. one cut short by a crash, are dropped too); returns how many went."""
     path = Path(path)
@@ -126,14 +127,31 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # a filesystem without hard links
+        shutil.copy2(src, dst)
+
+
 def save_checkpoint(directory: Path, modules: dict[str, nn.Module], train_state: dict[str, Any],
-                    meta: dict[str, Any]) -> None:
-    """Write weights, training state and metadata into ``directory`` atomically."""
+                    meta: dict[str, Any], *, reuse_weights: bool = False) -> None:
+    """Write weights, training state and metadata into ``directory`` atomically.
+
+    ``reuse_weights``: the weights have not changed since the checkpoint now at ``directory`` (or its
+    ``.old``) was written, so its weights file is hard-linked (copied where links are not supported)
+    instead of written again; only the training state and metadata are new.  Without such a
+    checkpoint the weights of ``modules`` are written.
+    """
     from safetensors.torch import save_file
 
+    previous = checkpoint_path(directory) if reuse_weights else None
     tmp = atomic_dir(directory)
     try:
-        save_file(state_dict_for_save(modules), str(tmp / WEIGHTS))
+        if previous is not None and (previous / WEIGHTS).is_file():
+            _link_or_copy(previous / WEIGHTS, tmp / WEIGHTS)
+        else:
+            save_file(state_dict_for_save(modules), str(tmp / WEIGHTS))
         torch.save({**train_state, "rng": rng_state()}, tmp / STATE)
         (tmp / META).write_text(json.dumps(meta, indent=2, default=str))
         commit_dir(tmp, directory)
@@ -142,13 +160,17 @@ def save_checkpoint(directory: Path, modules: dict[str, nn.Module], train_state:
         raise
 
 
-def load_checkpoint(directory: Path, modules: dict[str, nn.Module]) -> dict[str, Any]:
+def load_checkpoint(directory: Path, modules: dict[str, nn.Module], *,
+                    missing_ok: bool = False) -> dict[str, Any] | None:
     """Load weights into ``modules`` and return the training state (RNG not yet restored).
 
-    ``directory`` falls back to its ``.old`` copy when only that exists (see :func:`checkpoint_path`).
+    ``directory`` falls back to its ``.old`` copy when only that exists (see :func:`checkpoint_path`);
+    when neither does: FileNotFoundError, or None with ``missing_ok``.
     """
     found = checkpoint_path(directory)
     if found is None:
+        if missing_ok:
+            return None
         raise FileNotFoundError(f"no checkpoint at {directory}")
     directory = found
     load_weights(directory / WEIGHTS, modules)

@@ -17,6 +17,7 @@ unchanged.  (With BatchNorm, a duplicated image still enters both processes' bat
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -77,18 +78,25 @@ def _gather_rows(t: torch.Tensor, world: int) -> torch.Tensor:
     return torch.cat([p[:s] for p, s in zip(parts, sizes_i)])
 
 
+def _per_item_aux(emb: Embedding) -> dict[str, torch.Tensor]:
+    """The tensors of ``emb.aux`` with one row per item (what gathering and row selection carry along)."""
+    n = len(emb)
+    return {k: v for k, v in emb.aux.items() if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == n}
+
+
 def gather_embedding(emb: Embedding, world: int) -> Embedding:
     """The embeddings of every process, concatenated in rank order (differentiable)."""
     out = emb._replace(**{k: _gather_rows(v, world) for k, v in emb.tensors().items()})
-    n = len(emb)
-    for k, v in emb.aux.items():
-        if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == n:
-            out.aux[k] = _gather_rows(v, world)
+    out.aux.update({k: _gather_rows(v, world) for k, v in _per_item_aux(emb).items()})
     return out
 
 
 def first_copies(index: torch.Tensor) -> torch.Tensor:
-    """Positions (sorted) of the first occurrence of each distinct value of the 1-d ``index``."""
+    """Positions (sorted) of the first occurrence of each distinct value of the 1-d ``index``.
+
+    The torch twin of :func:`xmodalzoo.data.loader.first_appearance` (numpy, in the loader workers):
+    this one runs on the gathered batch on the device, inside the step, with no copy to the host.
+    """
     n = index.shape[0]
     _, inverse = torch.unique(index, return_inverse=True)
     positions = torch.arange(n, device=index.device)
@@ -99,11 +107,8 @@ def first_copies(index: torch.Tensor) -> torch.Tensor:
 
 def select_rows(emb: Embedding, rows: torch.Tensor) -> Embedding:
     """Items ``rows`` of ``emb``, with the per-item tensors of its ``aux`` (indexing alone drops aux)."""
-    n = len(emb)
     out = emb[rows]
-    for k, v in emb.aux.items():
-        if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == n:
-            out.aux[k] = v[rows]
+    out.aux.update({k: v[rows] for k, v in _per_item_aux(emb).items()})
     return out
 
 
@@ -120,13 +125,6 @@ def gather_batch(img: Embedding, txt: Embedding, batch: Batch, world: int) -> tu
     return img, txt, index[:, None] == cap_img[None, :]
 
 
-def gather_positives(batch: Batch, world: int) -> torch.Tensor:
-    """(global images, global captions) positive mask of the global batch."""
-    img = _gather_rows(batch.image_index, world)
-    cap_img = _gather_rows(batch.image_index[batch.caption_image], world)
-    return img[:, None] == cap_img[None, :]
-
-
 def all_reduce_grads(params: Iterable[torch.nn.Parameter], world: int) -> None:
     """Average gradients over processes (one flat buffer per call)."""
     grads = [p.grad for p in params if p.grad is not None]
@@ -139,6 +137,27 @@ def all_reduce_grads(params: Iterable[torch.nn.Parameter], world: int) -> None:
     for g in grads:
         g.copy_(flat[offset : offset + g.numel()].view_as(g))
         offset += g.numel()
+
+
+def raise_everywhere(error: BaseException | None, info: DistInfo) -> None:
+    """Raise, on every process, the ``error`` the main process met (None: nothing to raise).
+
+    A collective: every process calls it (the others' ``error`` is ignored), so a check that only the
+    main process runs fails every process at once instead of leaving them waiting for it.
+    """
+    if info.enabled and dist.is_available() and dist.is_initialized():
+        box: list[BaseException | None] = [None]
+        if info.is_main and error is not None:
+            try:
+                pickle.loads(pickle.dumps(error))
+                box[0] = error
+            except Exception:  # an exception that does not pickle (or unpickle) goes as its message
+                box[0] = RuntimeError(f"{type(error).__name__}: {error}")
+        dist.broadcast_object_list(box, src=0)
+        if not info.is_main:
+            error = box[0]
+    if error is not None:
+        raise error
 
 
 def barrier() -> None:

@@ -18,7 +18,7 @@ from ..data.batch import Batch
 from ..losses.base import LossContext
 from ..method import Method, build, build_loss
 from . import distributed as D
-from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint, truncate_jsonl, write_json_atomic
+from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint, truncate_jsonl
 from .optim import apply_freeze, build_optimizer, check_patterns
 from .schedule import build_scheduler
 
@@ -77,7 +77,9 @@ class Trainer:
     Writes into ``run_dir``: ``recipe.resolved.yaml`` and ``environment.json``, ``metrics.jsonl``
     (one line per logged step and per epoch), ``checkpoints/last`` (every epoch, atomically, right
     after the epoch's steps and *before* validation, so a failing validation loses no training; the
-    epoch's record rides along as ``pending`` and a resume finishes it: validation, log line),
+    epoch's record rides along as ``pending`` and a resume finishes it: validation, log line; once
+    the epoch is validated and logged it is saved again, weights hard-linked, with ``validated: true``
+    in its ``meta.json``, so a resume from it goes straight to the next epoch),
     ``checkpoints/best`` (best validation RSUM), ``model/`` (the best weights as a model folder),
     ``eval_results.json`` (the test split, evaluated once at the end).
     """
@@ -97,6 +99,7 @@ class Trainer:
 
             console = Console(stderr=True, quiet=not self.dist.is_main)
         self.console = console
+        self.test_data: Any = None  # the test split: built (and checked) by fit() on the main process only
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -154,6 +157,15 @@ class Trainer:
 
     # ----------------------------------------------------------- checkpoints
     def save_last(self) -> None:
+        """Checkpoint the epoch just trained (its record, not yet validated, as ``pending``)."""
+        self._save_last(reuse_weights=False)
+
+    def save_validated(self) -> None:
+        """Checkpoint again once the epoch's record is finished (validated when due, logged): the same
+        weights (hard-linked), the training state after validation (its RNG included), no ``pending``."""
+        self._save_last(reuse_weights=True)
+
+    def _save_last(self, reuse_weights: bool) -> None:
         if not self.dist.is_main:
             return
         state = {
@@ -162,19 +174,19 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
         }
         meta = {"epoch": self.epoch, "step": self.step, "best_rsum": self.best_rsum,
-                "validated": self.pending is None}
-        save_checkpoint(self.run_dir / LAST, self.modules(), state, meta)
+                "validated": self.pending is None}  # the epoch's record is finished: a resume skips it
+        save_checkpoint(self.run_dir / LAST, self.modules(), state, meta, reuse_weights=reuse_weights)
 
     def restore(self) -> bool:
         """Load ``checkpoints/last`` (or the ``.last.old`` a crash between its renames left) if present.
 
         Returns whether training resumes from it.  ``metrics.jsonl`` loses the lines written after the
-        checkpoint (they are written again); an epoch saved before its validation is validated now.
+        checkpoint (they are written again); an epoch saved before its validation is validated now
+        (and saved again, finished).
         """
-        path = checkpoint_path(self.run_dir / LAST)
-        if path is None:
+        state = load_checkpoint(self.run_dir / LAST, self.modules(), missing_ok=True)
+        if state is None:
             return False
-        state = load_checkpoint(path, self.modules())
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -195,6 +207,7 @@ class Trainer:
         self.epoch = state["epoch"]
         if pending is not None:
             self.end_epoch(pending)
+            self.save_validated()
         self.epoch = state["epoch"] + 1
         return True
 
@@ -224,7 +237,7 @@ class Trainer:
         loss = out.loss.float()
         value = loss.item()
         if not math.isfinite(value):
-            kept = self.run_dir / LAST if (self.run_dir / LAST).exists() else None
+            kept = checkpoint_path(self.run_dir / LAST)
             raise TrainingError(
                 f"non-finite loss ({value}) at step {self.step + 1} (epoch {self.epoch + 1}); "
                 f"training stopped. "
@@ -248,15 +261,24 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
 
-    def train_epoch(self) -> dict[str, float]:
+    def set_data_epoch(self, epoch: int) -> None:
+        """Draw the batches of ``epoch`` (the sampler, and this process's shard of it)."""
+        self.sampler.set_epoch(epoch)
+        if self.loader.batch_sampler is not self.sampler and hasattr(self.loader.batch_sampler, "set_epoch"):
+            self.loader.batch_sampler.set_epoch(epoch)
+
+    def begin_epoch(self) -> list[str]:
+        """The set-up of epoch ``self.epoch``: train mode, its freeze rules, its batches; the frozen names."""
         self.method.train()
         self.loss.train()
         frozen = apply_freeze(self.named, self.cfg.freeze, self.epoch)
-        if frozen and self.epoch == 0 or (frozen and self.epoch > 0 and not self.history[-1].get("frozen")):
+        if frozen and not (self.history and self.history[-1].get("frozen")):  # newly frozen
             self.console.print(f"epoch {self.epoch + 1}: {len(frozen)} parameter tensors frozen")
-        self.sampler.set_epoch(self.epoch)
-        if self.loader.batch_sampler is not self.sampler and hasattr(self.loader.batch_sampler, "set_epoch"):
-            self.loader.batch_sampler.set_epoch(self.epoch)
+        self.set_data_epoch(self.epoch)
+        return frozen
+
+    def train_epoch(self) -> dict[str, float]:
+        frozen = self.begin_epoch()
         totals: dict[str, float] = {}
         count, seen, t0 = 0, 0, time.perf_counter()
         window: list[dict[str, float]] = []
@@ -307,7 +329,7 @@ class Trainer:
         return results
 
     def check_test_split(self) -> Any:
-        """Build the test split and check it can serve ``eval.protocols`` (before any training)."""
+        """Build the test split and check it can serve ``eval.protocols``."""
         from ..eval.protocols import check_protocols
 
         test = build("dataset", self.recipe.data, split="test")
@@ -340,7 +362,15 @@ class Trainer:
         The test split is built and checked against ``eval.protocols`` first, so a mismatch (e.g.
         ``coco5k`` on a 1,000-image split) fails before training, not after it.
         """
-        self.test_data = self.check_test_split()
+        # only the main process evaluates the test split, so only it builds (and keeps) it; its error,
+        # if any, is sent to the other processes, which raise it too instead of waiting in a collective
+        error = None
+        if self.dist.is_main:
+            try:
+                self.test_data = self.check_test_split()
+            except Exception as exc:
+                error = exc
+        D.raise_everywhere(error, self.dist)
         self.setup()
         if self.dist.is_main:
             from ..recipe.record import write_run_record
@@ -356,6 +386,7 @@ class Trainer:
             self.save_last()
             D.barrier()
             self.end_epoch(self.pending)
+            self.save_validated()
         results = self.finish() if self.dist.is_main else {}
         D.barrier()
         return results
@@ -370,10 +401,7 @@ class Trainer:
         best = checkpoint_path(self.run_dir / BEST)
         if best is not None:
             load_weights(best / "weights.safetensors", {"method": self.method})
-        test_data = getattr(self, "test_data", None)
-        if test_data is None:
-            test_data = self.check_test_split()
-        results = evaluate(self.method, test_data, self.recipe.eval, progress=self.progress)
+        results = evaluate(self.method, self.test_data, self.recipe.eval, progress=self.progress)
         results.setdefault("meta", {}).update(
             {"split": "test", "best_epoch": self.best_epoch, "best_val_rsum": self.best_rsum}
         )

@@ -93,10 +93,12 @@ class SigmaGRU(nn.Module):
         return out.gather(1, last).squeeze(1)
 
 
-class PCMEGaussianHead(nn.Module):
-    """Gaussian embedding of one modality: unit-norm μ (PIE) and unconstrained logvar = log σ²."""
+class PCMEMeanHead(nn.Module):
+    """PCME's μ branch: unit-norm μ = L2norm(LayerNorm(g + sigmoid(Linear(attention pool)))).
 
-    with_sigma = True
+    Registered alone as ``pcme_mean`` (a point embedding, the deterministic ablation) and extended
+    with the σ branch by :class:`PCMEGaussianHead`.
+    """
 
     def __init__(self, cfg: PCMEMeanConfig, pooled_dim: int, fragment_dim: int, embed_dim: int) -> None:
         super().__init__()
@@ -107,7 +109,6 @@ class PCMEGaussianHead(nn.Module):
                 f"pcme_gaussian with project_pooled=false needs the pooled size ({pooled_dim}) to equal "
                 f"embed_dim ({embed_dim})"
             )
-        # μ branch
         self.global_proj = nn.Linear(pooled_dim, embed_dim) if project else nn.Identity()
         self.mu_attention = AttentionPool(fragment_dim, cfg.d_hidden)
         self.mu_residual = nn.Linear(fragment_dim, embed_dim)
@@ -115,14 +116,6 @@ class PCMEGaussianHead(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         nn.init.xavier_uniform_(self.mu_residual.weight)
         nn.init.zeros_(self.mu_residual.bias)
-        if self.with_sigma:
-            self.sigma_attention = AttentionPool(fragment_dim, cfg.d_hidden)
-            self.sigma_local = nn.Linear(fragment_dim, embed_dim)
-            use_gru = getattr(cfg, "sigma_gru", False)
-            self.sigma_gru = SigmaGRU(fragment_dim, embed_dim) if use_gru else None
-            self.sigma_global = None if use_gru else nn.Linear(pooled_dim, embed_dim)
-            nn.init.xavier_uniform_(self.sigma_local.weight)
-            nn.init.constant_(self.sigma_local.bias, getattr(cfg, "logvar_init", 0.0))
 
     def fragments(self, feats: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
         x = feats.local if self.cfg.source == "local" else feats.inputs
@@ -140,6 +133,23 @@ class PCMEGaussianHead(nn.Module):
         mu = self.layer_norm(self.global_proj(feats.pooled) + residual)
         return F.normalize(mu, dim=-1), attn
 
+    def forward(self, feats: EncoderOutput) -> PointEmbedding:
+        mu, attn = self.mean(feats)
+        return PointEmbedding(mu, aux={"mu_attention": attn})
+
+
+class PCMEGaussianHead(PCMEMeanHead):
+    """Gaussian embedding of one modality: unit-norm μ (PIE) and unconstrained logvar = log σ²."""
+
+    def __init__(self, cfg: PCMEGaussianConfig, pooled_dim: int, fragment_dim: int, embed_dim: int) -> None:
+        super().__init__(cfg, pooled_dim, fragment_dim, embed_dim)
+        self.sigma_attention = AttentionPool(fragment_dim, cfg.d_hidden)
+        self.sigma_local = nn.Linear(fragment_dim, embed_dim)
+        self.sigma_gru = SigmaGRU(fragment_dim, embed_dim) if cfg.sigma_gru else None
+        self.sigma_global = None if cfg.sigma_gru else nn.Linear(pooled_dim, embed_dim)
+        nn.init.xavier_uniform_(self.sigma_local.weight)
+        nn.init.constant_(self.sigma_local.bias, cfg.logvar_init)
+
     def logvar(self, feats: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, D) log σ² and the (B, L) attention used for it."""
         x, mask = self.fragments(feats)
@@ -152,20 +162,10 @@ class PCMEGaussianHead(nn.Module):
             out = out + self.sigma_global(feats.pooled)
         return out, attn
 
-    def forward(self, feats: EncoderOutput) -> GaussianEmbedding:
+    def forward(self, feats: EncoderOutput) -> GaussianEmbedding:  # type: ignore[override]
         mu, mu_attn = self.mean(feats)
         logvar, sigma_attn = self.logvar(feats)
         return GaussianEmbedding(mu, logvar, aux={"mu_attention": mu_attn, "sigma_attention": sigma_attn})
-
-
-class PCMEMeanHead(PCMEGaussianHead):
-    """Only the μ branch of :class:`PCMEGaussianHead`, as a point embedding (a deterministic ablation)."""
-
-    with_sigma = False
-
-    def forward(self, feats: EncoderOutput) -> PointEmbedding:  # type: ignore[override]
-        mu, attn = self.mean(feats)
-        return PointEmbedding(mu, aux={"mu_attention": attn})
 
 
 def _dims(cfg: PCMEMeanConfig, encoder: Any) -> tuple[int, int]:

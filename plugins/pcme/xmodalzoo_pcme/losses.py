@@ -21,7 +21,7 @@ from .similarity import ClosedFormSampledDistance, MatchProb
 
 
 def soft_contrastive_nll(
-    pair_logits: torch.Tensor, positives: torch.Tensor, reduction: Literal["sum", "mean"] = "sum"
+    pair_logits: torch.Tensor, positives: torch.Tensor, reduction: Literal["sum", "mean"] = "mean"
 ) -> torch.Tensor:
     """Sum (or mean) over all (B_i, B_t) pairs of −log p (matches) or −log(1 − p) (non-matches).
 
