@@ -6,7 +6,7 @@ config class (with their defaults) and reuse :class:`Method`; they may subclass 
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import nn
@@ -29,6 +29,8 @@ class MethodConfig(ComponentConfig):
     text_head: Component["head"] = {"type": "linear"}
     similarity: Component["similarity"] = {"type": "cosine"}
     loss: Component["loss"] = {"type": "triplet"}
+    #: a training-only module over whole batches (e.g. HREM's relation graph); never in model folders
+    batch_module: Optional[Component["batch_module"]] = None
 
 
 def build(kind: str, cfg: Any, **context: Any) -> Any:
@@ -183,6 +185,9 @@ def build_method(
     image_head = build("head", cfg.image_head, encoder=image_encoder, embed_dim=cfg.embed_dim, modality="image")
     text_head = build("head", cfg.text_head, encoder=text_encoder, embed_dim=cfg.embed_dim, modality="text")
     similarity = build("similarity", cfg.similarity)
+    if batch_module is None and getattr(cfg, "batch_module", None) is not None:
+        batch_module = build("batch_module", cfg.batch_module, embed_dim=cfg.embed_dim,
+                             image_encoder=image_encoder, text_encoder=text_encoder)
     return method_cls(image_encoder, text_encoder, image_head, text_head, similarity, batch_module, cfg)
 
 

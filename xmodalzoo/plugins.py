@@ -17,7 +17,7 @@ import traceback
 import warnings
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from pydantic import BaseModel
 
@@ -63,12 +63,26 @@ class Registrar:
         factory: Callable[..., Any],
         config: type[BaseModel] = ComponentConfig,
         doc: str | None = None,
+        *,
+        emits: str | Callable[[Any], str] | None = None,
+        accepts: Sequence[str] | None = None,
+        similarities: Sequence[str] | None = None,
     ) -> None:
         """Register ``factory`` as ``kind`` ``name``; ``factory(cfg, **context)`` builds it.
 
         ``config`` is the pydantic class of its options (a ``type`` field is added for you);
-        ``doc`` defaults to the first line of the factory's docstring.
+        ``doc`` defaults to the first line of the factory's docstring.  The contract keywords are
+        checked when a recipe is validated: ``emits`` (a head's embedding kind, ``"point"``,
+        ``"set"`` or ``"gaussian"``, or a callable ``cfg -> kind``), ``accepts`` (the embedding
+        kinds a similarity or loss reads) and ``similarities`` (the similarity types a loss needs).
         """
+        contract: dict[str, Any] = {}
+        if emits is not None:
+            contract["emits"] = emits
+        if accepts is not None:
+            contract["accepts"] = tuple(accepts)
+        if similarities is not None:
+            contract["similarities"] = tuple(similarities)
         if kind not in KINDS:
             raise RegistryError(f"unknown component kind {kind!r}; kinds are: {', '.join(KINDS)}")
         if not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
@@ -78,7 +92,8 @@ class Registrar:
         if doc is None:
             doc = (factory.__doc__ or "").strip().splitlines()[0] if factory.__doc__ else ""
         self.staged.append(
-            Entry(kind, name, factory, typed_config(name, kind, config), self.plugin, self.distribution, doc)
+            Entry(kind, name, factory, typed_config(name, kind, config), self.plugin, self.distribution, doc,
+                  contract)
         )
 
     def add_pretrained(self, name: str, repo_id: str, method: str, revision: str | None = None,

@@ -22,6 +22,7 @@ KINDS: tuple[str, ...] = (
     "method",
     "dataset",
     "sampler",
+    "batch_module",
 )
 
 
@@ -43,6 +44,10 @@ class Entry:
     plugin: str
     distribution: str
     doc: str = ""
+    #: declared contract, checked when a recipe is validated: ``emits`` (heads: "point" | "set" |
+    #: "gaussian", or a callable cfg -> kind), ``accepts`` (similarities and losses: the embedding
+    #: kinds they read), ``similarities`` (losses: the similarity types they need, None = any)
+    contract: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def build(self, cfg: BaseModel | dict[str, Any] | None = None, **context: Any) -> Any:
         """Validate ``cfg`` against this entry's config class and call the factory."""

@@ -38,6 +38,14 @@ class CaptionBatchSampler:
         """Use the order of ``epoch`` (a function of seed and epoch only)."""
         self.epoch = int(epoch)
 
+    def prepare_epoch(self, epoch: int, method: Any) -> None:
+        """Hook called by the trainer on every process before epoch ``epoch`` is drawn.
+
+        A sampler whose batches depend on the model (e.g. neighbour batches clustered from the
+        current image embeddings) recomputes what it needs here; it must give the same result on
+        every process.  The default does nothing.
+        """
+
     def rng(self) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.epoch])
 

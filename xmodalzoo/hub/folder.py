@@ -46,6 +46,8 @@ def save_model(method: Method, directory: str | Path, *, card: dict[str, Any] | 
     tmp = atomic_dir(directory)
     try:
         cfg = method.config.model_dump(mode="json")
+        if cfg.get("batch_module") is not None:
+            cfg["batch_module"] = None  # training-only: a model folder holds the inference model alone
         method_entry = REGISTRY.get("method", cfg["type"])
         config = {
             "format": FORMAT,

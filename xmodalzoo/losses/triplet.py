@@ -16,7 +16,13 @@ class TripletConfig(ComponentConfig):
 
     margin: float = Field(0.2, ge=0, description="hinge margin")
     hardest: bool = Field(True, description="hardest negative per positive pair (VSE++); else sum over negatives")
-    warmup_epochs: int = Field(0, ge=0, description="epochs that use the sum over all negatives first")
+    warmup_epochs: int = Field(0, ge=0, description="epochs that use all negatives first")
+    negatives: Literal["sum", "mean"] = Field(
+        "sum",
+        description="with all negatives (hardest false, or during the warm-up): sum the hinge terms of an anchor, "
+        "or average them over every column of its row (matching columns count as zero terms, as in the official "
+        "PVSE code's mean over the B x B matrix)",
+    )
     reduction: Literal["sum", "mean"] = Field("mean", description="over positive pairs, per direction")
 
 
@@ -42,6 +48,8 @@ class TripletLoss(Loss):
         hardest = self.cfg.hardest and epoch >= self.cfg.warmup_epochs
         if hardest:
             i2t, t2i = i2t.max(1).values, t2i.max(1).values
+        elif self.cfg.negatives == "mean":
+            i2t, t2i = i2t.mean(1), t2i.mean(1)
         else:
             i2t, t2i = i2t.sum(1), t2i.sum(1)
         reduce = torch.sum if self.cfg.reduction == "sum" else torch.mean

@@ -225,7 +225,9 @@ class Trainer:
         autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype)
                     if self.amp_dtype is not None else contextlib.nullcontext())
         bm = self.method.batch_module
-        if bm is not None and hasattr(bm, "warmup_steps"):
+        if bm is not None and hasattr(bm, "set_step"):
+            bm.set_step(self.step)
+        elif bm is not None and hasattr(bm, "warmup_steps"):
             bm.active = self.step >= bm.warmup_steps
         with autocast:
             img, txt, extras = self.forward(batch)
@@ -263,6 +265,7 @@ class Trainer:
 
     def set_data_epoch(self, epoch: int) -> None:
         """Draw the batches of ``epoch`` (the sampler, and this process's shard of it)."""
+        self.sampler.prepare_epoch(epoch, self.method)
         self.sampler.set_epoch(epoch)
         if self.loader.batch_sampler is not self.sampler and hasattr(self.loader.batch_sampler, "set_epoch"):
             self.loader.batch_sampler.set_epoch(epoch)

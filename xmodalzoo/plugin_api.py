@@ -1,0 +1,58 @@
+"""The plugin surface: everything a method plugin may import from xmodalzoo, and nothing else.
+
+First-party plugins (``plugins/*``) import only from this module, exactly as a third-party plugin
+should; ``docs/plugins.md`` documents it as the stable API.  Names listed in ``__all__`` keep their
+meaning across minor versions; everything else in the package may move.
+"""
+from __future__ import annotations
+
+from .batch_module import BatchModule
+from .config import Component, ComponentConfig
+from .data.batch import Batch, TextBatch
+from .data.samplers import CaptionBatchSampler
+from .embeddings import Embedding, GaussianEmbedding, PointEmbedding, SetEmbedding
+from .encoders.base import EncoderOutput, ImageEncoder, TextEncoder
+from .eval.encode import encode_captions, encode_images
+from .losses.base import Loss, LossContext, LossOutput
+from .losses.triplet import TripletConfig, TripletLoss
+from .method import Method, MethodConfig
+from .method import build_method as assemble_method
+from .plugins import Registrar
+from .similarity.base import Similarity
+
+__all__ = [
+    # registration
+    "Registrar",
+    # configs
+    "Component",
+    "ComponentConfig",
+    # methods and their assembly from registered parts
+    "Method",
+    "MethodConfig",
+    "assemble_method",
+    # embeddings
+    "Embedding",
+    "GaussianEmbedding",
+    "PointEmbedding",
+    "SetEmbedding",
+    # encoders
+    "EncoderOutput",
+    "ImageEncoder",
+    "TextEncoder",
+    "TextBatch",
+    # similarities
+    "Similarity",
+    # losses
+    "Loss",
+    "LossContext",
+    "LossOutput",
+    "TripletConfig",
+    "TripletLoss",
+    # training-only parts
+    "Batch",
+    "BatchModule",
+    "CaptionBatchSampler",
+    # encoding whole datasets (e.g. for samplers that cluster the current embeddings)
+    "encode_captions",
+    "encode_images",
+]
