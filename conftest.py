@@ -1,6 +1,31 @@
-"""Test-wide settings: plugins must load cleanly, and runs stay small on 2 cores."""
+"""Test-wide settings for both test trees (tests/ and plugins/*/tests): plugins must load cleanly, runs
+stay small on 2 cores, no connection leaves the machine, and the test Hub server is a fixture."""
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("XMODALZOO_STRICT_PLUGINS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+sys.path.insert(0, str(Path(__file__).parent / "tests"))  # shared helpers (tests use --import-mode=importlib)
+
+from hubserver import hub_server  # noqa: E402,F401  (fixture: a Hub-compatible server on 127.0.0.1)
+from netguard import ALLOW_ENV, GUARD  # noqa: E402
+
+
+def pytest_configure(config):
+    """Refuse every outside connection of the test process (see tests/netguard.py)."""
+    if os.environ.get(ALLOW_ENV) != "1":
+        GUARD.install()
+
+
+def pytest_unconfigure(config):
+    GUARD.uninstall()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if GUARD.refused:
+        terminalreporter.section("network guard: refused outside connections")
+        for line in GUARD.summary():
+            terminalreporter.write_line(line)
