@@ -8,9 +8,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from xmodalzoo.config import ComponentConfig
-from xmodalzoo.embeddings import PointEmbedding
-from xmodalzoo.encoders.base import EncoderOutput
+from xmodalzoo.plugin_api import ComponentConfig, EncoderOutput, PointEmbedding
 
 from .gpo import GPO
 

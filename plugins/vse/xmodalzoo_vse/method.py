@@ -5,8 +5,7 @@ from typing import Any, Sequence
 
 from pydantic import Field
 
-from xmodalzoo.config import Component
-from xmodalzoo.method import Method, MethodConfig, build_method
+from xmodalzoo.plugin_api import Component, Method, MethodConfig, assemble_method
 
 
 class VSEConfig(MethodConfig):
@@ -23,4 +22,4 @@ class VSEConfig(MethodConfig):
 
 def build_vse(cfg: VSEConfig, *, train_captions: Sequence[str] | None = None, tokenizer: Any = None) -> Method:
     """VSE++ / VSE∞: pooled point embeddings, cosine similarity, hardest-negative triplet loss."""
-    return build_method(cfg, train_captions=train_captions, tokenizer=tokenizer)
+    return assemble_method(cfg, train_captions=train_captions, tokenizer=tokenizer)
