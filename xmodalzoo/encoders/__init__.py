@@ -22,8 +22,10 @@ def register_components(r) -> None:  # type: ignore[no-untyped-def]
     r.add("image_encoder", "regions", build_region_encoder, RegionEncoderConfig)
     r.add("text_encoder", "bigru", build_bigru, BiGRUConfig)
     r.add("text_encoder", "transformers", build_transformers_text_encoder, TransformersTextConfig)
-    r.add("tokenizer", "word", load_word_tokenizer, WordTokenizerConfig)
-    r.add("tokenizer", "transformers", load_transformers_tokenizer, TransformersTokenizerConfig)
+    r.add("tokenizer", "word", load_word_tokenizer, WordTokenizerConfig,
+          doc="Word vocabulary of the bigru encoder, reloaded from vocab.json.")
+    r.add("tokenizer", "transformers", load_transformers_tokenizer, TransformersTokenizerConfig,
+          doc="Hugging Face tokenizer of the transformers encoder, reloaded from its saved files.")
 
 
 __all__ = [
