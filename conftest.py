@@ -10,6 +10,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 sys.path.insert(0, str(Path(__file__).parent / "tests"))  # shared helpers (tests use --import-mode=importlib)
 
+import pytest  # noqa: E402
+
 from hubserver import hub_server  # noqa: E402,F401  (fixture: a Hub-compatible server on 127.0.0.1)
 from netguard import ALLOW_ENV, GUARD  # noqa: E402
 
@@ -29,3 +31,15 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("network guard: refused outside connections")
         for line in GUARD.summary():
             terminalreporter.write_line(line)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():  # type: ignore[no-untyped-def]
+    """Several training tests raise torch's thread count for speed; give it back after each test, so
+    a later test that needs bit-exact results from one thread (e.g. chunked vs unchunked scores) is not
+    affected by the order the tests run in."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

@@ -42,7 +42,7 @@ def chance_row(run_dir: Path, protocol: str, seeds: int) -> str:
     import xmodalzoo as zoo
     from xmodalzoo.embeddings import PointEmbedding
     from xmodalzoo.eval.evaluate import evaluate_embeddings
-    from xmodalzoo.method import build
+    from xmodalzoo.api import build_component as build
     from xmodalzoo.similarity import Cosine
 
     recipe = zoo.load_recipe(run_dir / "recipe.resolved.yaml")

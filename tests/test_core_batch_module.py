@@ -16,7 +16,7 @@ from xmodalzoo.config import Component, ComponentConfig
 from xmodalzoo.embeddings import PointEmbedding
 from xmodalzoo.hub.folder import WEIGHTS, load_model, save_model
 from xmodalzoo.losses.base import Loss, LossContext, LossOutput
-from xmodalzoo.method import MethodConfig, build_method
+from xmodalzoo.method import MethodConfig, assemble_method as build_method
 from xmodalzoo.plugins import Registrar, load_plugin
 from xmodalzoo.recipe import validate_recipe
 from xmodalzoo.train.trainer import Trainer

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from xmodalzoo.data.common import DataError
-from xmodalzoo.method import build
+from xmodalzoo.api import build_component as build
 
 CLASSES = {"train": ["001.Albatross", "002.Auklet", "003.Blackbird"], "test": ["004.Bobolink", "005.Bunting"]}
 

@@ -16,7 +16,7 @@ from xmodalzoo.encoders.bigru import BiGRUTextEncoder
 from xmodalzoo.encoders.hf_text import TransformersTextEncoder, TransformersTokenizer
 from xmodalzoo.encoders.regions import RegionEncoder, drop_regions
 from xmodalzoo.encoders.timm_image import TimmImageEncoder
-from xmodalzoo.method import build
+from xmodalzoo.api import build_component as build
 
 CAPTIONS = ["a dog runs on the grass", "two dogs play with a red ball", "a man rides a bike", "the cat sleeps"]
 

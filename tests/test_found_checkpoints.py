@@ -13,8 +13,10 @@ from torch import nn
 
 from tiny import write_recipe
 from xmodalzoo.recipe import load_recipe
-from xmodalzoo.train.checkpoint import checkpoint_path, load_checkpoint, old_dir, save_checkpoint, truncate_jsonl
-from xmodalzoo.train.trainer import LAST, Trainer, find_resumable
+from xmodalzoo.files import committed_dir as checkpoint_path, old_dir, truncate_jsonl
+from xmodalzoo.train.checkpoint import load_checkpoint, save_checkpoint
+from xmodalzoo.rundir import LAST, find_resumable
+from xmodalzoo.train.trainer import Trainer
 
 
 @pytest.fixture(autouse=True)

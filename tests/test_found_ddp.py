@@ -14,7 +14,8 @@ from tiny import write_recipe
 from xmodalzoo.embeddings import PointEmbedding
 from xmodalzoo.recipe import load_recipe
 from xmodalzoo.train import distributed as D
-from xmodalzoo.train.trainer import Trainer, TrainingError
+from xmodalzoo.errors import TrainingError
+from xmodalzoo.train.trainer import Trainer
 
 
 def test_first_copies_keeps_first_occurrence_in_order() -> None:

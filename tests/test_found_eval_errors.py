@@ -17,7 +17,7 @@ from xmodalzoo.data.batch import TextBatch
 from xmodalzoo.data.common import DataError
 from xmodalzoo.embeddings import PointEmbedding
 from xmodalzoo.eval import EvalConfig, evaluate
-from xmodalzoo.method import build
+from xmodalzoo.api import build_component as build
 
 N_IMAGES, BAD = 5, 2
 

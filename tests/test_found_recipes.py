@@ -84,7 +84,7 @@ def test_vse_coco_protocols_run_on_its_test_split(tmp_path: Path, monkeypatch: p
     import numpy as np
 
     from xmodalzoo.eval.protocols import ProtocolError, check_protocols
-    from xmodalzoo.method import build
+    from xmodalzoo.api import build_component as build
 
     for prefix, n in (("test", 1000), ("testall", 5000)):
         np.lib.format.open_memmap(tmp_path / f"{prefix}_ims.npy", mode="w+", dtype=np.float32, shape=(n, 1, 4)).flush()

@@ -17,7 +17,7 @@ import torch
 
 from tiny import write_recipe
 from xmodalzoo.eval.evaluate import evaluate
-from xmodalzoo.method import build
+from xmodalzoo.api import build_component as build
 from xmodalzoo.recipe import load_recipe
 from xmodalzoo.train.trainer import Trainer
 

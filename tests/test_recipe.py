@@ -21,8 +21,8 @@ from xmodalzoo.recipe import (
     recipe_json_schema,
     recipe_model,
     validate_recipe,
-    write_run_record,
 )
+from xmodalzoo.train.record import write_run_record
 
 
 class ToyHeadConfig(ComponentConfig):
@@ -425,7 +425,7 @@ def test_run_record_has_the_code_commit_and_dependency_versions(toys, tmp_path: 
     from importlib.metadata import version
 
     import xmodalzoo
-    from xmodalzoo.recipe.record import KEY_DEPENDENCIES, code_commit
+    from xmodalzoo.train.record import KEY_DEPENDENCIES, code_commit
 
     package = Path(xmodalzoo.__file__).resolve().parent
     tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "__init__.py"], cwd=package,

@@ -6,7 +6,7 @@ import torch
 
 import xmodalzoo as zoo
 from xmodalzoo.embeddings import GaussianEmbedding, PointEmbedding, SetEmbedding
-from xmodalzoo.method import build
+from xmodalzoo.api import build_component as build
 from xmodalzoo.similarity import (
     Cosine, Similarity, argsort_desc, plan_chunks, plan_topk, positive_ranks, similarity_matrix, topk, topk_desc,
 )

@@ -9,9 +9,10 @@ from safetensors.torch import load_file
 
 from tiny import write_recipe
 from xmodalzoo.eval.evaluate import evaluate
-from xmodalzoo.method import build
+from xmodalzoo.api import build_component as build
 from xmodalzoo.recipe import load_recipe
-from xmodalzoo.train.trainer import Trainer, TrainingError
+from xmodalzoo.errors import TrainingError
+from xmodalzoo.train.trainer import Trainer
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,8 @@
 ``write_thirdparty_distribution(root)`` writes an importable package ``zoo_thirdparty_demo`` and
 its ``.dist-info`` (METADATA + an ``xmodalzoo.plugins`` entry point) into ``root``.  The package
 registers the method ``demo_method`` (a :class:`~xmodalzoo.method.MethodConfig` with small
-defaults, built by :func:`~xmodalzoo.method.build_method`) and the head ``demo_head``.
+defaults, built by :func:`~xmodalzoo.plugin_api.assemble_method`) and the head ``demo_head``; it
+imports only the plugin surface, :mod:`xmodalzoo.plugin_api`, as every plugin should.
 
 The ``thirdparty_plugin`` fixture puts ``root`` on ``sys.path`` and ``PYTHONPATH`` (for
 subprocesses), re-discovers plugins, and restores everything afterwards.
@@ -38,9 +39,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from xmodalzoo.config import Component, ComponentConfig
-from xmodalzoo.embeddings import PointEmbedding
-from xmodalzoo.method import MethodConfig, build_method
+from xmodalzoo.plugin_api import Component, ComponentConfig, MethodConfig, PointEmbedding, assemble_method
 
 __version__ = "0.1"
 
@@ -80,7 +79,7 @@ class DemoMethodConfig(MethodConfig):
 
 def register(r) -> None:
     r.add("head", "demo_head", build_demo_head, DemoHeadConfig)
-    r.add("method", "demo_method", lambda cfg, **ctx: build_method(cfg, **ctx), DemoMethodConfig,
+    r.add("method", "demo_method", lambda cfg, **ctx: assemble_method(cfg, **ctx), DemoMethodConfig,
           doc="Demo third-party method (core encoders + demo head).")
 '''
 

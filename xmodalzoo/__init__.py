@@ -1,9 +1,7 @@
 """xmodalzoo: a plugin-based model zoo for image–text cross-modal retrieval."""
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .api import (  # noqa: E402
+from .api import (
     build_component,
     build_method,
     info,
@@ -15,6 +13,7 @@ from .api import (  # noqa: E402
     plugins,
     validate_recipe,
 )
+from .version import __version__
 
 __all__ = [
     "__version__", "build_component", "build_method", "info", "load", "list_components", "list_methods", "load_recipe", "load_run", "plugins",

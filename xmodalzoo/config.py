@@ -1,18 +1,19 @@
 """Config building blocks shared by every component: the base class and the ``Component`` field.
 
 Component configs are plain pydantic models.  A field typed ``Component["head"]`` holds the config
-of another registered component; before the registry is resolved it accepts a plain mapping with a
-``type`` key, and :func:`resolve_config` turns it into a discriminated union over every registered
-config of that kind (so recipes and the JSON schema know all installed plugins).
+of another registered component; before the registry is consulted it accepts a plain mapping with a
+``type`` key.  :func:`xmodalzoo.registry.resolve_config` turns such fields into discriminated unions
+over every registered config of that kind (so recipes and the JSON schema know all installed
+plugins); this module only describes the fields and knows nothing of what is registered.
 """
 from __future__ import annotations
 
-from functools import lru_cache, partial
+from functools import lru_cache
 from types import UnionType
-from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic.fields import FieldInfo
 
 
 class ComponentConfig(BaseModel):
@@ -39,6 +40,9 @@ class _ComponentFactory:
 #: ``Component["head"]``: a field holding the config of any registered head.
 Component = _ComponentFactory()
 
+#: how a field holds component configs: one, a list of them, or one or None
+Shape = Literal["one", "list", "optional"]
+
 
 def component_kind(annotation: Any) -> str | None:
     """The registry kind of a ``Component[...]`` annotation, or None."""
@@ -60,69 +64,44 @@ def typed_config(name: str, kind: str, config: type[BaseModel]) -> type[BaseMode
     )
 
 
-def union_for(kind: str, registry: Any = None) -> Any:
-    """Discriminated union over every registered config of ``kind`` (resolved recursively)."""
-    from .registry import REGISTRY
-
-    registry = registry or REGISTRY
-    classes = tuple(resolve_config(e.config) for e in registry.list(kind))
-    if not classes:
-        # nothing registered yet: any value is an unknown component (with the registry's message)
-        return Annotated[dict[str, Any], AfterValidator(partial(_reject_unregistered, kind, registry))]
-    if len(classes) == 1:
-        return Annotated[Union[classes[0], classes[0]], Field(discriminator="type")]
-    return Annotated[Union[classes], Field(discriminator="type")]
+def field_annotation(cls: type[BaseModel], fname: str) -> Any:
+    """The annotation of field ``fname`` with its ``Annotated`` metadata put back."""
+    finfo = cls.model_fields[fname]
+    ann = finfo.annotation
+    if finfo.metadata:
+        ann = Annotated[(ann, *finfo.metadata)]
+    return ann
 
 
-def _reject_unregistered(kind: str, registry: Any, value: dict[str, Any]) -> dict[str, Any]:
-    name = str(value.get("type", "")) if isinstance(value, dict) else ""
-    raise PydanticCustomError("unknown_component", "{message}", {"message": registry.unknown_message(kind, name)})
-
-
-def _optional_component_kind(annotation: Any) -> str | None:
-    """The kind of a ``Component[...] | None`` annotation, or None."""
+def component_field(annotation: Any) -> tuple[str, Shape] | None:
+    """``(kind, shape)`` when ``annotation`` holds component configs (``Component[k]``,
+    ``list[Component[k]]`` or ``Component[k] | None``), else None."""
+    kind = component_kind(annotation)
+    if kind is not None:
+        return kind, "one"
+    args = get_args(annotation)
+    if get_origin(annotation) is list and args and component_kind(args[0]) is not None:
+        return component_kind(args[0]), "list"  # type: ignore[return-value]
     if get_origin(annotation) in (Union, UnionType):
-        args = [a for a in get_args(annotation) if a is not type(None)]
-        if len(args) == 1 and len(get_args(annotation)) == 2:
-            return component_kind(args[0])
+        members = [a for a in args if a is not type(None)]
+        if len(members) == 1 and len(args) == 2 and component_kind(members[0]) is not None:
+            return component_kind(members[0]), "optional"  # type: ignore[return-value]
     return None
 
 
-_resolve_cache: dict[tuple[type, int], type] = {}
+@lru_cache(maxsize=None)
+def has_components(cls: type[BaseModel]) -> bool:
+    """Whether ``cls`` or a model nested in it has a component field."""
+    for fname in cls.model_fields:
+        ann = field_annotation(cls, fname)
+        if component_field(ann) is not None:
+            return True
+        if isinstance(ann, type) and issubclass(ann, BaseModel) and has_components(ann):
+            return True
+    return False
 
 
-def resolve_config(cls: type[BaseModel]) -> type[BaseModel]:
-    """A subclass of ``cls`` whose ``Component[...]`` fields are discriminated unions.
-
-    The result depends on what is registered now; it is cached until the registry changes.
-    """
-    from .registry import REGISTRY
-
-    key = (cls, REGISTRY.version)
-    if key in _resolve_cache:
-        return _resolve_cache[key]
-    overrides: dict[str, Any] = {}
-    for fname, finfo in cls.model_fields.items():
-        ann = _field_annotation(cls, fname)
-        kind = component_kind(ann)
-        if kind is not None:
-            overrides[fname] = (union_for(kind), _plain_field(finfo))
-        elif get_origin(ann) is list and component_kind(get_args(ann)[0]) is not None:
-            inner = component_kind(get_args(ann)[0])
-            overrides[fname] = (list[union_for(inner)], _plain_field(finfo))
-        elif _optional_component_kind(ann) is not None:
-            overrides[fname] = (Optional[union_for(_optional_component_kind(ann))], _plain_field(finfo))
-        elif isinstance(ann, type) and issubclass(ann, BaseModel) and _has_components(ann):
-            overrides[fname] = (resolve_config(ann), finfo)
-    if not overrides:
-        resolved = cls
-    else:
-        resolved = create_model(cls.__name__, __base__=cls, __module__=cls.__module__, **overrides)
-    _resolve_cache[key] = resolved
-    return resolved
-
-
-def _plain_field(finfo: Any) -> Any:
+def plain_field(finfo: FieldInfo) -> Any:
     """A fresh ``Field`` with ``finfo``'s default and docs only.
 
     Passing ``finfo`` itself to ``create_model`` would keep its old annotation and drop the new
@@ -135,26 +114,3 @@ def _plain_field(finfo: Any) -> Any:
     elif not finfo.is_required():
         kwargs["default"] = finfo.default
     return Field(**kwargs)
-
-
-def _field_annotation(cls: type[BaseModel], fname: str) -> Any:
-    finfo = cls.model_fields[fname]
-    ann = finfo.annotation
-    if finfo.metadata:
-        ann = Annotated[(ann, *finfo.metadata)]
-    return ann
-
-
-@lru_cache(maxsize=None)
-def _has_components(cls: type[BaseModel]) -> bool:
-    for fname in cls.model_fields:
-        ann = _field_annotation(cls, fname)
-        if component_kind(ann) is not None:
-            return True
-        if get_origin(ann) is list and component_kind(get_args(ann)[0]) is not None:
-            return True
-        if _optional_component_kind(ann) is not None:
-            return True
-        if isinstance(ann, type) and issubclass(ann, BaseModel) and _has_components(ann):
-            return True
-    return False

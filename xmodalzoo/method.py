@@ -1,8 +1,8 @@
 """The Method: image/text encoders and heads, a similarity, and optional training-only parts.
 
-A method is built from registered parts by :func:`build_method`.  Plugins usually register only a
-config class (with their defaults) and reuse :class:`Method`; they may subclass it to add behaviour
-(e.g. ``uncertainty``) or a training-only ``batch_module``.
+A method is assembled from registered parts by :func:`assemble_method`.  Plugins usually register
+only a config class (with their defaults) and a factory that calls it; they may subclass
+:class:`Method` to add behaviour (e.g. ``uncertainty``) or add a training-only ``batch_module``.
 """
 from __future__ import annotations
 
@@ -11,10 +11,14 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import nn
 
+from .batch_module import is_active
 from .config import Component, ComponentConfig
+from .contracts import check_method
 from .data.batch import Batch, TextBatch
 from .embeddings import Embedding, GaussianEmbedding
 from .encoders.base import ImageEncoder, TextEncoder
+from .encoders.tokenizers import Tokenizer
+from .losses.base import Loss
 from .registry import REGISTRY
 from .similarity.base import Similarity
 
@@ -31,20 +35,6 @@ class MethodConfig(ComponentConfig):
     loss: Component["loss"] = {"type": "triplet"}
     #: a training-only module over whole batches (e.g. HREM's relation graph); never in model folders
     batch_module: Optional[Component["batch_module"]] = None
-
-
-def build(kind: str, cfg: Any, **context: Any) -> Any:
-    """Build a registered component from its config (a config instance or a mapping with ``type``)."""
-    from .plugins import discover
-
-    discover()
-    if hasattr(cfg, "type"):
-        name = cfg.type
-    elif isinstance(cfg, dict) and "type" in cfg:
-        name = cfg["type"]
-    else:
-        raise ValueError(f"a {kind} config needs a 'type' key, got {cfg!r}")
-    return REGISTRY.get(kind, name).build(cfg, **context)
 
 
 class Method(nn.Module):
@@ -75,7 +65,7 @@ class Method(nn.Module):
         self.config = config
 
     @property
-    def tokenizer(self) -> Any:
+    def tokenizer(self) -> Tokenizer:
         return self.text_encoder.tokenizer
 
     def tokenize(self, texts: Sequence[str], train: bool = False) -> TextBatch:
@@ -97,7 +87,7 @@ class Method(nn.Module):
         img = self.encode_image(batch.images)
         txt = self.encode_text(batch.texts)
         extras: dict[str, Any] = {}
-        if self.batch_module is not None and getattr(self.batch_module, "active", True):
+        if is_active(self.batch_module):
             extras = self.batch_module(img, txt, batch)
         return img, txt, extras
 
@@ -132,8 +122,6 @@ class Method(nn.Module):
     @torch.no_grad()
     def embed_images(self, images: Sequence[Any], batch_size: int = 64) -> Embedding:
         """Embeddings of raw images (PIL images, or feature arrays for region encoders), in eval mode."""
-        from .embeddings import Embedding as _E
-
         was = self.training
         self.eval()
         transform = self.image_transform(train=False)
@@ -142,19 +130,17 @@ class Method(nn.Module):
             x = torch.stack([transform(im) for im in images[i : i + batch_size]]).to(self.device)
             parts.append(self.encode_image(x).detach().to("cpu"))
         self.train(was)
-        return _E.cat(parts)
+        return Embedding.cat(parts)
 
     @torch.no_grad()
     def embed_texts(self, texts: Sequence[str], batch_size: int = 256) -> Embedding:
         """Embeddings of captions, in eval mode."""
-        from .embeddings import Embedding as _E
-
         was = self.training
         self.eval()
         parts = [self.encode_text(self.tokenize(texts[i : i + batch_size]).to(self.device)).detach().to("cpu")
                  for i in range(0, len(texts), batch_size)]
         self.train(was)
-        return _E.cat(parts)
+        return Embedding.cat(parts)
 
     @torch.no_grad()
     def search(self, query: Embedding, gallery: Embedding, k: int = 10, *, max_bytes: int | None = None,
@@ -166,7 +152,7 @@ class Method(nn.Module):
                     device=self.device, seed=seed)
 
 
-def build_method(
+def assemble_method(
     cfg: MethodConfig,
     *,
     train_captions: Sequence[str] | None = None,
@@ -175,22 +161,26 @@ def build_method(
     batch_module: nn.Module | None = None,
     **context: Any,
 ) -> Method:
-    """Build a :class:`Method` from a method config.
+    """Assemble a :class:`Method` from the registered parts that method config ``cfg`` names.
 
+    The parts are first checked to fit together (:func:`xmodalzoo.contracts.check_method`).
     ``train_captions`` builds a word vocabulary for text encoders that need one; ``tokenizer``
-    (e.g. loaded from a model folder) is used as is instead.
+    (e.g. loaded from a model folder) is used as is instead.  ``method_cls`` is the :class:`Method`
+    subclass to instantiate; ``batch_module`` a training-only module built by the caller (else the
+    one ``cfg.batch_module`` names, if any); ``context`` goes to the image encoder's factory.
     """
-    image_encoder = build("image_encoder", cfg.image_encoder, **context)
-    text_encoder = build("text_encoder", cfg.text_encoder, train_captions=train_captions, tokenizer=tokenizer)
-    image_head = build("head", cfg.image_head, encoder=image_encoder, embed_dim=cfg.embed_dim, modality="image")
-    text_head = build("head", cfg.text_head, encoder=text_encoder, embed_dim=cfg.embed_dim, modality="text")
-    similarity = build("similarity", cfg.similarity)
+    check_method(cfg)
+    image_encoder = REGISTRY.build("image_encoder", cfg.image_encoder, **context)
+    text_encoder = REGISTRY.build("text_encoder", cfg.text_encoder, train_captions=train_captions, tokenizer=tokenizer)
+    image_head = REGISTRY.build("head", cfg.image_head, encoder=image_encoder, embed_dim=cfg.embed_dim, modality="image")
+    text_head = REGISTRY.build("head", cfg.text_head, encoder=text_encoder, embed_dim=cfg.embed_dim, modality="text")
+    similarity = REGISTRY.build("similarity", cfg.similarity)
     if batch_module is None and getattr(cfg, "batch_module", None) is not None:
-        batch_module = build("batch_module", cfg.batch_module, embed_dim=cfg.embed_dim,
-                             image_encoder=image_encoder, text_encoder=text_encoder)
+        batch_module = REGISTRY.build("batch_module", cfg.batch_module, embed_dim=cfg.embed_dim,
+                                      image_encoder=image_encoder, text_encoder=text_encoder)
     return method_cls(image_encoder, text_encoder, image_head, text_head, similarity, batch_module, cfg)
 
 
-def build_loss(cfg: MethodConfig) -> nn.Module:
-    """The training loss of a method config (not needed to load a model for inference)."""
-    return build("loss", cfg.loss)
+def build_loss(cfg: MethodConfig) -> Loss:
+    """The training loss that method config ``cfg`` names (a model folder never needs it)."""
+    return REGISTRY.build("loss", cfg.loss)

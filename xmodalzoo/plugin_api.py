@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from .batch_module import BatchModule
 from .config import Component, ComponentConfig
+from .data.base import RetrievalDataset
 from .data.batch import Batch, TextBatch
 from .data.samplers import CaptionBatchSampler
 from .embeddings import Embedding, GaussianEmbedding, PointEmbedding, SetEmbedding
 from .encoders.base import EncoderOutput, ImageEncoder, TextEncoder
+from .encoders.tokenizers import Tokenizer
 from .eval.encode import encode_captions, encode_images
 from .losses.base import Loss, LossContext, LossOutput
 from .losses.triplet import TripletConfig, TripletLoss
-from .method import Method, MethodConfig
-from .method import build_method as assemble_method
-from .plugins import Registrar
+from .method import Method, MethodConfig, assemble_method
+from .registry import Registrar
 from .similarity.base import Similarity
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "ImageEncoder",
     "TextEncoder",
     "TextBatch",
+    "Tokenizer",
     # similarities
     "Similarity",
     # losses
@@ -52,6 +54,7 @@ __all__ = [
     "Batch",
     "BatchModule",
     "CaptionBatchSampler",
+    "RetrievalDataset",
     # encoding whole datasets (e.g. for samplers that cluster the current embeddings)
     "encode_captions",
     "encode_images",

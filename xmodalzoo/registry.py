@@ -1,17 +1,24 @@
-"""The component registry: kinds, entries, listing and lookup with helpful errors.
+"""The component registry: kinds, entries, registration, lookup with helpful errors, building.
 
-Every pluggable part of the zoo (encoders, heads, similarities, losses, methods, datasets, samplers)
-is an :class:`Entry` in one :class:`Registry`.  An entry pairs a name with a factory and the pydantic
-config class that recipes validate against.
+Every pluggable part of the zoo (encoders, heads, similarities, losses, methods, datasets, samplers,
+batch modules, tokenizers) is an :class:`Entry` in one :class:`Registry`.  An entry pairs a name with
+a factory, the pydantic config class that recipes validate against and the contract it declares.
+A plugin adds entries through a :class:`Registrar` (all or nothing); finding plugins is
+:mod:`xmodalzoo.plugins`' job.  :func:`resolve_config` types a config class by what is registered.
 """
 from __future__ import annotations
 
 import difflib
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from functools import partial
+from typing import Annotated, Any, Callable, Optional, Sequence, Union
 
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel, Field, create_model
+from pydantic_core import PydanticCustomError
+
+from .config import ComponentConfig, component_field, field_annotation, has_components, plain_field, typed_config
+from .errors import RegistryError
 
 KINDS: tuple[str, ...] = (
     "image_encoder",
@@ -23,14 +30,15 @@ KINDS: tuple[str, ...] = (
     "dataset",
     "sampler",
     "batch_module",
+    "tokenizer",
 )
 
-
-class RegistryError(KeyError):
-    """Raised for unknown kinds or names, and for conflicting registrations."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
+#: contract keywords of :meth:`Registrar.add`, and the kinds that may declare each
+CONTRACT_KINDS: dict[str, tuple[str, ...]] = {
+    "emits": ("head",),
+    "accepts": ("similarity", "loss"),
+    "similarities": ("loss",),
+}
 
 
 @dataclass(frozen=True)
@@ -44,19 +52,20 @@ class Entry:
     plugin: str
     distribution: str
     doc: str = ""
-    #: declared contract, checked when a recipe is validated: ``emits`` (heads: "point" | "set" |
-    #: "gaussian", or a callable cfg -> kind), ``accepts`` (similarities and losses: the embedding
-    #: kinds they read), ``similarities`` (losses: the similarity types they need, None = any)
+    #: declared contract, checked when a recipe is validated (see :mod:`xmodalzoo.contracts`):
+    #: ``emits`` (heads: an embedding kind, or a callable cfg -> kind), ``accepts`` (similarities and
+    #: losses: the embedding kinds they read), ``similarities`` (losses: the similarity types they need)
     contract: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def build(self, cfg: BaseModel | dict[str, Any] | None = None, **context: Any) -> Any:
         """Validate ``cfg`` against this entry's config class and call the factory."""
-        cfg = self.validate(cfg)
-        return self.factory(cfg, **context)
+        return self.factory(self.validate(cfg), **context)
 
-    def validate(self, cfg: BaseModel | dict[str, Any] | None) -> BaseModel:
-        """Return ``cfg`` as an instance of this entry's config class."""
-        if isinstance(cfg, self.config):
+    def validate(self, cfg: BaseModel | dict[str, Any] | None, registry: "Registry | None" = None) -> BaseModel:
+        """``cfg`` as an instance of this entry's config class, typed by what is registered (its
+        component fields hold config models, never plain mappings)."""
+        model = resolve_config(self.config, registry)
+        if isinstance(cfg, model):
             return cfg
         if cfg is None:
             cfg = {}
@@ -64,7 +73,7 @@ class Entry:
             cfg = cfg.model_dump()
         data = dict(cfg)
         data.setdefault("type", self.name)
-        return self.config.model_validate(data)
+        return model.model_validate(data)
 
 
 @dataclass(frozen=True)
@@ -92,14 +101,35 @@ class Registry:
     pretrained: dict[str, PretrainedEntry] = field(default_factory=dict)
     #: bumped on every change so resolved config classes can be cached
     version: int = 0
+    #: called once before the first lookup to fill the registry (plugin discovery sets itself here)
+    loader: Callable[[], None] | None = field(default=None, repr=False)
+
+    def ensure_loaded(self) -> None:
+        """Run :attr:`loader` once (it may look entries up itself: the second call is a no-op)."""
+        loader, self.loader = self.loader, None
+        if loader is not None:
+            loader()
 
     def check_kind(self, kind: str) -> None:
         if kind not in self.entries:
             raise RegistryError(f"unknown component kind {kind!r}; kinds are: {', '.join(self.entries)}")
 
+    def clear(self) -> None:
+        """Forget every entry, pretrained name and failed plugin."""
+        self.entries = {k: {} for k in KINDS}
+        self.failed_plugins.clear()
+        self.pretrained.clear()
+        self.version += 1
+
     def add(self, entry: Entry) -> None:
         """Add one entry; a name already taken in the same kind is an error naming both owners."""
         self.check_kind(entry.kind)
+        self.check_free(entry)
+        self.entries[entry.kind][entry.name] = entry
+        self.version += 1
+
+    def check_free(self, entry: Entry) -> None:
+        """Raise if ``entry``'s kind and name are taken, naming both plugins and their distributions."""
         existing = self.entries[entry.kind].get(entry.name)
         if existing is not None:
             raise RegistryError(
@@ -107,8 +137,6 @@ class Registry:
                 f"(distribution {existing.distribution}) and by plugin {entry.plugin!r} "
                 f"(distribution {entry.distribution})"
             )
-        self.entries[entry.kind][entry.name] = entry
-        self.version += 1
 
     def check_pretrained(self, entry: PretrainedEntry) -> None:
         """Raise if ``entry``'s name is taken, naming both plugins and their distributions."""
@@ -136,11 +164,18 @@ class Registry:
 
     def get(self, kind: str, name: str) -> Entry:
         """Return the entry, or raise listing what exists and the closest names."""
+        self.ensure_loaded()
         self.check_kind(kind)
         try:
             return self.entries[kind][name]
         except KeyError:
             raise RegistryError(self.unknown_message(kind, name)) from None
+
+    def build(self, kind: str, cfg: BaseModel | dict[str, Any], **context: Any) -> Any:
+        """Build the component of ``kind`` that ``cfg`` names (a config model, or a mapping with
+        ``type``): validate ``cfg`` against its config class and call its factory with ``context``."""
+        entry = self.get(kind, type_name(cfg, kind))
+        return entry.factory(entry.validate(cfg, self), **context)
 
     def unknown_message(self, kind: str, name: str) -> str:
         available = sorted(self.entries[kind])
@@ -156,6 +191,7 @@ class Registry:
 
     def list(self, kind: str, filter: str | None = None) -> list[Entry]:
         """Entries of ``kind`` sorted by name, optionally filtered by a glob pattern."""
+        self.ensure_loaded()
         self.check_kind(kind)
         names = sorted(self.entries[kind])
         if filter:
@@ -164,7 +200,157 @@ class Registry:
 
     def find(self, name: str) -> list[Entry]:
         """All entries called ``name``, across kinds."""
+        self.ensure_loaded()
         return [k[name] for k in self.entries.values() if name in k]
 
 
 REGISTRY = Registry()
+
+
+def type_name(cfg: Any, kind: str) -> str:
+    """The registered name a config selects: its ``type`` (attribute or key)."""
+    if isinstance(cfg, BaseModel) and getattr(cfg, "type", None) is not None:
+        return str(cfg.type)  # type: ignore[attr-defined]
+    if isinstance(cfg, dict) and "type" in cfg:
+        return str(cfg["type"])
+    raise RegistryError(f"a {kind} config needs a 'type' key, got {cfg!r}")
+
+
+# ------------------------------------------------------------------------------------ registration
+
+
+class Registrar:
+    """Collects one plugin's registrations; :meth:`commit` adds them all or none."""
+
+    def __init__(self, plugin: str, distribution: str) -> None:
+        self.plugin = plugin
+        self.distribution = distribution
+        self.staged: list[Entry] = []
+        self.staged_pretrained: list[PretrainedEntry] = []
+
+    def add(
+        self,
+        kind: str,
+        name: str,
+        factory: Callable[..., Any],
+        config: type[BaseModel] = ComponentConfig,
+        doc: str | None = None,
+        *,
+        emits: str | Callable[[Any], str] | None = None,
+        accepts: Sequence[str] | None = None,
+        similarities: Sequence[str] | None = None,
+    ) -> None:
+        """Register ``factory`` as ``kind`` ``name``; ``factory(cfg, **context)`` builds it.
+
+        ``config`` is the pydantic class of its options (a ``type`` field is added for you);
+        ``doc`` defaults to the first line of the factory's docstring.  The contract keywords are
+        checked when a recipe is validated: ``emits`` (a head's embedding kind, ``"point"``,
+        ``"set"`` or ``"gaussian"``, or a callable ``cfg -> kind``), ``accepts`` (the embedding
+        kinds a similarity or loss reads) and ``similarities`` (the similarity types a loss needs).
+        Leaving one out means "anything".
+        """
+        if kind not in KINDS:
+            raise RegistryError(f"unknown component kind {kind!r}; kinds are: {', '.join(KINDS)}")
+        if not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+            raise RegistryError(f"invalid component name {name!r}")
+        if any(e.kind == kind and e.name == name for e in self.staged):
+            raise RegistryError(f"plugin {self.plugin!r} registers {kind} {name!r} twice")
+        contract = _contract(kind, name, emits=emits, accepts=accepts, similarities=similarities)
+        if doc is None:
+            doc = (factory.__doc__ or "").strip().splitlines()[0] if factory.__doc__ else ""
+        self.staged.append(Entry(kind, name, factory, typed_config(name, kind, config), self.plugin,
+                                 self.distribution, doc, contract))
+
+    def add_pretrained(self, name: str, repo_id: str, method: str, revision: str | None = None,
+                       doc: str = "") -> None:
+        """Publish pretrained weights ``name`` (loadable with ``zoo.load(name)``) held at a Hub repo."""
+        if any(p.name == name for p in self.staged_pretrained):
+            raise RegistryError(f"plugin {self.plugin!r} registers pretrained {name!r} twice")
+        self.staged_pretrained.append(
+            PretrainedEntry(name, repo_id, method, self.plugin, revision, doc, distribution=self.distribution)
+        )
+
+    def commit(self, registry: Registry) -> None:
+        """Add every staged entry, or none of them if any name is taken."""
+        for e in self.staged:
+            registry.check_free(e)
+        for p in self.staged_pretrained:
+            registry.check_pretrained(p)
+        for e in self.staged:
+            registry.add(e)
+        for p in self.staged_pretrained:
+            registry.add_pretrained(p)
+
+
+def _contract(kind: str, name: str, **declared: Any) -> dict[str, Any]:
+    """The contract keywords given (not None), checked for the kinds that may declare them."""
+    contract: dict[str, Any] = {}
+    for key, value in declared.items():
+        if value is None:
+            continue
+        if kind not in CONTRACT_KINDS[key]:
+            raise RegistryError(f"{kind} {name!r}: {key}= is for {' and '.join(CONTRACT_KINDS[key])} components")
+        if key == "emits":
+            if not (callable(value) or (isinstance(value, str) and value)):
+                raise RegistryError(f"head {name!r}: emits= takes an embedding kind or a callable cfg -> kind")
+            contract[key] = value
+        else:
+            if isinstance(value, str) or not value or not all(isinstance(v, str) and v for v in value):
+                raise RegistryError(f"{kind} {name!r}: {key}= takes a non-empty list of names, got {value!r}")
+            contract[key] = tuple(value)
+    return contract
+
+
+# ------------------------------------------------------------------------ configs typed by the registry
+
+_resolved: dict[tuple[type, int, int], type] = {}
+
+
+def resolve_config(cls: type[BaseModel], registry: Registry | None = None) -> type[BaseModel]:
+    """A subclass of ``cls`` whose ``Component[...]`` fields are discriminated unions over the
+    configs registered in ``registry`` (default: :data:`REGISTRY`) for their kind.
+
+    The result depends on what is registered now; it is cached until the registry changes.
+    """
+    registry = REGISTRY if registry is None else registry
+    key = (cls, id(registry), registry.version)
+    if key in _resolved:
+        return _resolved[key]
+    overrides: dict[str, Any] = {}
+    for fname, finfo in cls.model_fields.items():
+        ann = field_annotation(cls, fname)
+        found = component_field(ann)
+        if found is not None:
+            kind, shape = found
+            union = union_for(kind, registry)
+            typed = {"one": union, "list": list[union], "optional": Optional[union]}[shape]
+            overrides[fname] = (typed, plain_field(finfo))
+        elif isinstance(ann, type) and issubclass(ann, BaseModel) and has_components(ann):
+            overrides[fname] = (resolve_config(ann, registry), finfo)
+    resolved = (create_model(cls.__name__, __base__=cls, __module__=cls.__module__, **overrides)
+                if overrides else cls)
+    _resolved[key] = resolved
+    return resolved
+
+
+def union_for(kind: str, registry: Registry | None = None) -> Any:
+    """Discriminated union over every registered config of ``kind`` (resolved recursively)."""
+    registry = REGISTRY if registry is None else registry
+    classes = tuple(resolve_config(e.config, registry) for e in registry.list(kind))
+    if not classes:
+        # nothing registered yet: any value is an unknown component (with the registry's message)
+        return Annotated[dict[str, Any], AfterValidator(partial(_reject_unregistered, kind, registry))]
+    if len(classes) == 1:
+        return Annotated[Union[classes[0], classes[0]], Field(discriminator="type")]
+    return Annotated[Union[classes], Field(discriminator="type")]
+
+
+def _reject_unregistered(kind: str, registry: Registry, value: dict[str, Any]) -> dict[str, Any]:
+    name = str(value.get("type", "")) if isinstance(value, dict) else ""
+    raise PydanticCustomError("unknown_component", "{message}", {"message": registry.unknown_message(kind, name)})
+
+
+__all__ = [
+    "CONTRACT_KINDS", "KINDS", "REGISTRY", "Entry", "PretrainedEntry", "Registrar", "Registry", "RegistryError",
+    "resolve_config", "type_name", "union_for",
+]

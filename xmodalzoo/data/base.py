@@ -6,6 +6,8 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import torch
 
+from ..errors import DataError
+
 
 class RetrievalDataset:
     """Images (or precomputed region features) and captions of one split.
@@ -58,8 +60,6 @@ class RetrievalDataset:
         order of the rest.  Returns the kept image indices (in the old numbering).  Loaders opt in by
         implementing :meth:`_select_images` for their own per-image storage.
         """
-        from .common import DataError
-
         n = self.num_images
         bad = np.unique(np.asarray(indices, dtype=np.int64))
         if bad.size and (bad[0] < 0 or bad[-1] >= n):
@@ -93,8 +93,6 @@ class RetrievalDataset:
 
     def _select_images(self, keep: np.ndarray) -> None:
         """Keep only images ``keep`` (old indices, sorted) in the loader's own per-image storage."""
-        from .common import DataError
-
         raise DataError(f"{type(self).__name__} cannot drop unreadable images; set data.on_error: raise")
 
     def captions_of(self, image_index: int) -> np.ndarray:

@@ -12,7 +12,8 @@ from typing import Literal
 from pydantic import Field
 
 from ..config import ComponentConfig
-from .common import DatasetConfig, DataError, ImageFileDataset, require_file, require_split, resolve_root
+from ..errors import DataError
+from .common import DatasetConfig, ImageFileDataset, require_file, require_split, resolve_root
 
 
 class CocoSplitFiles(ComponentConfig):

@@ -33,6 +33,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from ..config import ComponentConfig
+from ..errors import DataError
 from .base import RetrievalDataset
 
 log = logging.getLogger("xmodalzoo.data")
@@ -41,10 +42,6 @@ DATA_ROOT_ENV = "XMODALZOO_DATA_ROOT"
 LOGICAL_SPLITS: tuple[str, ...] = ("train", "val", "test")
 LogicalSplit = Literal["train", "val", "test"]
 OnError = Literal["skip", "raise"]
-
-
-class DataError(RuntimeError):
-    """A dataset file or setting is missing or unreadable; the message names the path and the fix."""
 
 
 class DatasetConfig(ComponentConfig):

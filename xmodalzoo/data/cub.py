@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from .common import DataError, DatasetConfig, ImageFileDataset, LogicalSplit, log, require_file, resolve_root
+from ..errors import DataError
+from .common import DatasetConfig, ImageFileDataset, LogicalSplit, log, require_file, resolve_root
 
 CUB_ROOT_ENV = "XMODALZOO_CUB_ROOT"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")

@@ -11,7 +11,8 @@ from typing import Any
 
 from pydantic import Field
 
-from .common import DataError, ImageFileDataset, SplitListConfig, require_file, require_split, resolve_root
+from ..errors import DataError
+from .common import ImageFileDataset, SplitListConfig, require_file, require_split, resolve_root
 
 
 class JsonlDatasetConfig(SplitListConfig):

@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .common import DataError, ImageFileDataset, SplitListConfig, require_file, require_split, resolve_root
+from ..errors import DataError
+from .common import ImageFileDataset, SplitListConfig, require_file, require_split, resolve_root
 
 
 class KarpathyDatasetConfig(SplitListConfig):

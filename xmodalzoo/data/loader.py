@@ -19,9 +19,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..errors import DataError
 from .base import RetrievalDataset
 from .batch import Batch, TextBatch
-from .common import DataError, OnError
+from .common import OnError
 
 log = logging.getLogger("xmodalzoo.data")
 

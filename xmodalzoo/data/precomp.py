@@ -13,8 +13,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from ..errors import DataError
 from .base import RetrievalDataset
-from .common import DataError, SplitListConfig, require_file, require_split, resolve_root
+from .common import SplitListConfig, require_file, require_split, resolve_root
 
 
 class PrecompDatasetConfig(SplitListConfig):

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from ..data.batch import TextBatch
+from .tokenizers import Tokenizer
 
 
 @dataclass
@@ -29,14 +28,6 @@ class EncoderOutput:
     def __post_init__(self) -> None:
         if self.inputs is None:
             self.inputs = self.local
-
-
-class Tokenizer(Protocol):
-    """Turns captions into a :class:`TextBatch`; saved with a run or model folder."""
-
-    def __call__(self, texts: Sequence[str], train: bool = False) -> TextBatch: ...
-
-    def save(self, directory: str | Path) -> None: ...
 
 
 class ImageEncoder(nn.Module):

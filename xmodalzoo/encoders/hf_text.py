@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, ClassVar, Literal, Sequence
 
 import torch
 from pydantic import Field
@@ -11,7 +11,7 @@ from ..config import ComponentConfig
 from ..data.batch import TextBatch
 from .augment import CaptionAugmentConfig, augment_ids
 from .base import EncoderOutput, TextEncoder
-from .tokenizers import read_marker, write_marker
+from .tokenizers import Tokenizer
 
 
 class TransformersTextConfig(ComponentConfig):
@@ -24,12 +24,23 @@ class TransformersTextConfig(ComponentConfig):
                                           description="token augmentation at training time (mask = [MASK] or unk)")
 
 
-class TransformersTokenizer:
+class TransformersTokenizerConfig(ComponentConfig):
+    """What a saved transformers tokenizer records besides the Hugging Face tokenizer files."""
+
+    max_length: int = Field(64, gt=2)
+    augment: CaptionAugmentConfig = Field(default_factory=CaptionAugmentConfig)
+    model_config_: dict[str, Any] | None = Field(None, alias="model_config",
+                                                 description="the backbone's transformers config")
+
+
+class TransformersTokenizer(Tokenizer):
     """Wraps a Hugging Face tokenizer: padded ids + attention mask, optional training augmentation.
 
     ``model_config`` (the backbone's transformers config as a dict) is saved with the tokenizer so a
     saved model can rebuild its backbone without the original weights.
     """
+
+    type: ClassVar[str] = "transformers"
 
     def __init__(
         self, hf_tokenizer: Any, max_length: int = 64, augment: CaptionAugmentConfig | None = None,
@@ -69,24 +80,12 @@ class TransformersTokenizer:
                                     random_ids=self.word_ids(), pad_id=self.hf.pad_token_id or 0)
         return TextBatch(ids, mask)
 
-    def save(self, directory: str | Path) -> None:
-        """``save_pretrained`` files plus our marker (max_length, augmentation, backbone config)."""
+    def options(self) -> dict[str, Any]:
+        return {"max_length": self.max_length, "augment": self.augment.model_dump(), "model_config": self.model_config}
+
+    def save_files(self, directory: Path) -> None:
+        """The Hugging Face tokenizer's ``save_pretrained`` files."""
         self.hf.save_pretrained(str(directory))
-        write_marker(directory, "transformers", {
-            "max_length": self.max_length, "augment": self.augment.model_dump(), "model_config": self.model_config,
-        })
-
-    @classmethod
-    def load(cls, directory: str | Path) -> "TransformersTokenizer":
-        """Reload a tokenizer written by :meth:`save`."""
-        from transformers import AutoTokenizer
-
-        type_, options = read_marker(directory)
-        if type_ != "transformers":
-            raise ValueError(f"{directory} holds a {type_!r} tokenizer, not a transformers tokenizer")
-        hf = AutoTokenizer.from_pretrained(str(directory))
-        augment = CaptionAugmentConfig.model_validate(options.get("augment", {}))
-        return cls(hf, int(options.get("max_length", 64)), augment, options.get("model_config"))
 
     @classmethod
     def from_pretrained(cls, model: str, max_length: int = 64, augment: CaptionAugmentConfig | None = None,
@@ -95,6 +94,14 @@ class TransformersTokenizer:
         from transformers import AutoTokenizer
 
         return cls(AutoTokenizer.from_pretrained(model), max_length, augment, model_config)
+
+
+def load_transformers_tokenizer(cfg: TransformersTokenizerConfig, *, directory: Path, **_: Any) -> TransformersTokenizer:
+    """Reload a transformers tokenizer saved by :meth:`TransformersTokenizer.save`."""
+    from transformers import AutoTokenizer
+
+    return TransformersTokenizer(AutoTokenizer.from_pretrained(str(directory)), cfg.max_length, cfg.augment,
+                                 cfg.model_config_)
 
 
 class TransformersTextEncoder(TextEncoder):

@@ -5,13 +5,15 @@ import json
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 import torch
+from pydantic import Field
 
+from ..config import ComponentConfig
 from ..data.batch import TextBatch
 from .augment import CaptionAugmentConfig, augment_ids
-from .tokenizers import read_marker, write_marker
+from .tokenizers import Tokenizer
 
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 #: special tokens, in id order (``<pad>`` must be 0: batches are padded with 0)
@@ -24,8 +26,18 @@ def split_words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-class WordTokenizer:
+class WordTokenizerConfig(ComponentConfig):
+    """What a saved word tokenizer records besides its vocabulary (``vocab.json``)."""
+
+    augment: CaptionAugmentConfig = Field(default_factory=CaptionAugmentConfig)
+    add_start_end: bool = True
+    max_length: int | None = None
+
+
+class WordTokenizer(Tokenizer):
     """Maps captions to word ids: ``<start> w1 ... wn <end>``, unknown words to ``<unk>``."""
+
+    type: ClassVar[str] = "word"
 
     def __init__(
         self,
@@ -112,25 +124,21 @@ class WordTokenizer:
                                     random_ids=torch.arange(len(SPECIALS), len(self)), pad_id=self.pad_id)
         return TextBatch(ids, mask)
 
-    def options(self) -> dict[str, object]:
+    def options(self) -> dict[str, Any]:
         return {"augment": self.augment.model_dump(), "add_start_end": self.add_start_end,
                 "max_length": self.max_length}
 
-    def save(self, directory: str | Path) -> None:
-        """Write ``vocab.json`` (the words in id order) and the tokenizer marker."""
-        path = Path(directory)
-        write_marker(path, "word", self.options())
-        (path / "vocab.json").write_text(json.dumps(self.words, ensure_ascii=False))
+    def save_files(self, directory: Path) -> None:
+        """Write ``vocab.json``: the words in id order."""
+        (directory / VOCAB).write_text(json.dumps(self.words, ensure_ascii=False))
 
-    @classmethod
-    def load(cls, directory: str | Path) -> "WordTokenizer":
-        """Reload a tokenizer written by :meth:`save`."""
-        type_, options = read_marker(directory)
-        if type_ != "word":
-            raise ValueError(f"{directory} holds a {type_!r} tokenizer, not a word tokenizer")
-        vocab_path = Path(directory) / "vocab.json"
-        if not vocab_path.is_file():
-            raise FileNotFoundError(f"{vocab_path} not found (a saved word tokenizer needs it)")
-        words = json.loads(vocab_path.read_text())
-        augment = CaptionAugmentConfig.model_validate(options.get("augment", {}))
-        return cls(words, augment, bool(options.get("add_start_end", True)), options.get("max_length"))  # type: ignore[arg-type]
+
+VOCAB = "vocab.json"
+
+
+def load_word_tokenizer(cfg: WordTokenizerConfig, *, directory: Path, **_: Any) -> WordTokenizer:
+    """Reload a word tokenizer saved by :meth:`WordTokenizer.save` (its ``vocab.json`` and options)."""
+    vocab_path = Path(directory) / VOCAB
+    if not vocab_path.is_file():
+        raise FileNotFoundError(f"{vocab_path} not found (a saved word tokenizer needs it)")
+    return WordTokenizer(json.loads(vocab_path.read_text()), cfg.augment, cfg.add_start_end, cfg.max_length)

@@ -1,7 +1,7 @@
 """Encode every image of a split once and every caption once, in batches, on one device.
 
 Unreadable images never surface as a worker traceback: each worker catches the
-:class:`~xmodalzoo.data.common.DataError` of an image and hands it to the main process (with the
+:class:`~xmodalzoo.errors.DataError` of an image and hands it to the main process (with the
 training loader's :func:`~xmodalzoo.data.loader.load_item` and
 :func:`~xmodalzoo.data.loader.report_unreadable`).  There, the dataset's ``on_error`` decides: ``raise`` fails with one line
 naming the file; ``skip`` drops the image **and its captions** from the dataset in place
@@ -20,25 +20,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.base import RetrievalDataset
-from ..data.common import DataError
 from ..data.loader import check_on_error, load_item, report_unreadable
+from ..devices import module_device, resolve_device
 from ..embeddings import Embedding
+from ..errors import DataError
 
 log = logging.getLogger("xmodalzoo.data")
-
-
-def resolve_device(spec: str | torch.device | None) -> torch.device:
-    """``"auto"``/None → CUDA when available, else CPU; anything else as given (``cpu``, ``cuda:1``)."""
-    if spec is None or (isinstance(spec, str) and spec == "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(spec)
-
-
-def module_device(module: nn.Module) -> torch.device:
-    """Device of the module's first parameter or buffer (CPU when it has none)."""
-    for t in (*module.parameters(), *module.buffers()):
-        return t.device
-    return torch.device("cpu")
 
 
 class ImageItems(Dataset):
@@ -207,4 +194,4 @@ def encode_captions(
     )
 
 
-__all__ = ["CaptionItems", "ImageBatch", "ImageItems", "SafeImageItems", "encode_captions", "encode_images", "module_device", "resolve_device"]
+__all__ = ["CaptionItems", "ImageBatch", "ImageItems", "SafeImageItems", "encode_captions", "encode_images", "module_device"]

@@ -21,7 +21,8 @@ from ..similarity.base import Similarity
 from ..similarity.engine import similarity_matrix
 from . import metrics as M
 from .config import EvalConfig
-from .encode import encode_captions, encode_images, resolve_device
+from ..devices import resolve_device
+from .encode import encode_captions, encode_images
 from .protocols import Fold, check_caption_to_image, check_protocols, protocol_folds
 
 RECALL_KS = (1, 5, 10)

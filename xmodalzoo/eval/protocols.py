@@ -14,15 +14,11 @@ from typing import Iterable
 
 import numpy as np
 
-from ..data.common import DataError
+from ..errors import ProtocolError
 
 PROTOCOLS = ("full", "coco1k", "coco5k")
 COCO_1K_FOLD_IMAGES = 1000
 COCO_5K_IMAGES = 5000
-
-
-class ProtocolError(DataError, ValueError):
-    """A protocol the split cannot serve (too few images, or unknown); one line, no traceback in ``zoo``."""
 
 
 def required_images(protocol: str, *, fold_size: int = COCO_1K_FOLD_IMAGES, coco5k_images: int = COCO_5K_IMAGES) -> int:

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 from rich import box
 from rich.table import Table
+
+from ..files import write_text_atomic
 
 META_KEY = "meta"
 
@@ -96,18 +96,7 @@ def to_jsonable(value: Any) -> Any:
 
 def write_results(results: Mapping[str, Any], path: str | Path) -> Path:
     """Write ``results`` as indented JSON to ``path`` atomically (a temp file, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(to_jsonable(results), f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, json.dumps(to_jsonable(results), indent=2, allow_nan=False) + "\n")
 
 
 __all__ = ["TRAINING_META_KEYS", "keep_training_meta", "results_table", "to_jsonable", "write_results"]

@@ -13,10 +13,12 @@ from typing import Any
 
 import torch
 
-from .. import __version__
+from ..encoders.tokenizers import load_tokenizer
+from ..errors import ModelFolderError
+from ..files import atomic_dir, commit_dir
 from ..method import Method
-from ..plugins import discover
 from ..registry import REGISTRY
+from ..version import __version__
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -38,10 +40,8 @@ def save_model(method: Method, directory: str | Path, *, card: dict[str, Any] | 
     """Write ``method`` as a model folder (atomically) and return its path."""
     from safetensors.torch import save_file
 
-    from ..train.checkpoint import atomic_dir, commit_dir
-
     if method.config is None:
-        raise ValueError("the method has no config; build it with build_method/zoo.build_method")
+        raise ValueError("the method has no config; assemble it with assemble_method (or zoo.build_method)")
     directory = Path(directory)
     tmp = atomic_dir(directory)
     try:
@@ -112,19 +112,19 @@ def _without_downloads(cfg: dict[str, Any]) -> dict[str, Any]:
 def build_from_folder(directory: str | Path, device: str | torch.device = "cpu") -> Method:
     """The method of a model folder built from its config and tokenizer, *untrained* (freshly
     initialised from the current torch seed; no initial-weight downloads), in eval mode on ``device``."""
-    from ..encoders.tokenizers import load_tokenizer
-    from ..method import build
-
     directory = Path(directory)
     cfg_path = directory / CONFIG
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{directory}: not a model folder ({CONFIG} is missing)")
-    config = json.loads(cfg_path.read_text())
-    if config.get("format") != FORMAT:
-        raise ValueError(f"{cfg_path}: unknown model folder format {config.get('format')!r} (expected {FORMAT})")
-    discover()
+    try:
+        config = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelFolderError(f"{cfg_path}: not valid JSON ({exc})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        found = config.get("format") if isinstance(config, dict) else None
+        raise ModelFolderError(f"{cfg_path}: unknown model folder format {found!r} (expected {FORMAT})")
     tokenizer = load_tokenizer(directory / TOKENIZER)
-    method: Method = build("method", _without_downloads(config["method"]), tokenizer=tokenizer)
+    method: Method = REGISTRY.build("method", _without_downloads(config["method"]), tokenizer=tokenizer)
     return method.to(device).eval()
 
 
@@ -139,6 +139,6 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Met
     missing = [k for k in missing if not k.startswith("batch_module.")]
     if missing or unexpected:
         kind = method.config.type if method.config is not None else type(method).__name__
-        raise ValueError(f"{directory / WEIGHTS} does not fit the {kind} model: "
+        raise ModelFolderError(f"{directory / WEIGHTS} does not fit the {kind} model: "
                          f"missing {missing[:5]}, unexpected {unexpected[:5]}")
     return method.to(device).eval()

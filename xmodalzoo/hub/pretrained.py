@@ -1,15 +1,15 @@
 """Named pretrained weights that plugins publish (``Registrar.add_pretrained``)."""
 from __future__ import annotations
 
-from ..plugins import discover
-from ..registry import REGISTRY, PretrainedEntry, RegistryError
+from ..errors import RegistryError
+from ..registry import REGISTRY, PretrainedEntry
 
 
 def list_pretrained(filter: str | None = None) -> list[PretrainedEntry]:
     """Every registered pretrained model, sorted by name (glob ``filter`` optional)."""
     import fnmatch
 
-    discover()
+    REGISTRY.ensure_loaded()
     names = sorted(REGISTRY.pretrained)
     if filter:
         names = [n for n in names if fnmatch.fnmatchcase(n, filter)]
@@ -20,7 +20,7 @@ def get_pretrained(name: str) -> PretrainedEntry:
     """The pretrained entry called ``name``, or an error listing the closest names."""
     import difflib
 
-    discover()
+    REGISTRY.ensure_loaded()
     if name in REGISTRY.pretrained:
         return REGISTRY.pretrained[name]
     names = sorted(REGISTRY.pretrained)

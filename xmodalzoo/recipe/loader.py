@@ -9,7 +9,8 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
-from .errors import RecipeError, describe_value
+from ..errors import RecipeError
+from .messages import describe_value
 from .model import Recipe, section_default, validate_recipe
 
 EXTENDS_KEY = "extends"

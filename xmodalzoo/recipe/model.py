@@ -1,16 +1,17 @@
-"""The Recipe model: what one YAML recipe holds, typed against everything registered."""
+"""The Recipe model: what one YAML recipe holds, typed against everything registered, and its validation."""
 from __future__ import annotations
 
 from typing import Any, Sequence
 
 from pydantic import BaseModel, Field, ValidationError
 
-from ..config import Component, ComponentConfig, resolve_config
+from ..config import Component, ComponentConfig
+from ..contracts import method_problems
+from ..errors import RecipeError
 from ..eval.config import EvalConfig
+from ..registry import resolve_config
 from ..train.config import TrainConfig
-from .errors import RecipeError, describe_value, format_validation_error, strip_annotated, type_tag, union_members
-
-JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+from .messages import describe_value, format_validation_error, strip_annotated, type_tag, union_members
 
 
 class Recipe(ComponentConfig):
@@ -35,15 +36,23 @@ def recipe_model() -> type[Recipe]:
 
 
 def validate_recipe(data: dict[str, Any], source: str = "<recipe>") -> Recipe:
-    """Validate recipe ``data``; problems raise :class:`RecipeError` with lines prefixed by ``source``."""
+    """Validate recipe ``data``; problems raise :class:`RecipeError` with lines prefixed by ``source``.
+
+    Besides each section's own options, the parts of the method must fit together: the contracts
+    their components declare are checked here (:mod:`xmodalzoo.contracts`), not at the first step.
+    """
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: expected a mapping at the top level (data:, method:, ...), "
                           f"got {describe_value(data)}")
     model = recipe_model()
     try:
-        return model.model_validate(data)
+        recipe = model.model_validate(data)
     except ValidationError as exc:
         raise RecipeError(format_validation_error(exc, model, source)) from None
+    problems = method_problems(recipe.method, "method")
+    if problems:
+        raise RecipeError(f"{source}: {line}" for line in problems)
+    return recipe
 
 
 def section_default(data: dict[str, Any], path: Sequence[str | int]) -> Any:
@@ -70,47 +79,3 @@ def section_default(data: dict[str, Any], path: Sequence[str | int]) -> Any:
         node = finfo.annotation
         current = current.get(part) if isinstance(current, dict) and part in current else value
     return value
-
-
-def recipe_json_schema() -> dict[str, Any]:
-    """JSON Schema (2020-12) of recipes with every installed plugin, for editors and tooling."""
-    from .loader import EXTENDS_KEY
-
-    schema = recipe_model().model_json_schema()
-    _require_discriminators(schema)
-    # `extends:` is read (and removed) by the loader before validation, so the model has no such
-    # field; recipe files may still carry it at the top level, and then may leave the required
-    # sections (data, method) to their bases
-    name = {"type": "string", "minLength": 1}
-    schema.setdefault("properties", {})[EXTENDS_KEY] = {
-        "title": "Extends",
-        "description": "base recipe file(s), relative to this file, deep-merged in order before this file",
-        "anyOf": [name, {"type": "array", "items": name}],
-    }
-    required = schema.pop("required", [])
-    if required:
-        schema["if"] = {"required": [EXTENDS_KEY]}
-        schema["else"] = {"required": required}
-    return {"$schema": JSON_SCHEMA_DIALECT, **schema}
-
-
-def _require_discriminators(schema: dict[str, Any]) -> None:
-    """Mark each discriminated member's ``type`` as required so editors pick the right member."""
-    defs = schema.get("$defs", {})
-
-    def visit(node: Any) -> None:
-        if isinstance(node, dict):
-            disc = node.get("discriminator")
-            if isinstance(disc, dict) and "mapping" in disc:
-                prop = disc["propertyName"]
-                for ref in disc["mapping"].values():
-                    target = defs.get(ref.rsplit("/", 1)[-1])
-                    if target is not None and prop not in target.setdefault("required", []):
-                        target["required"].insert(0, prop)
-            for value in node.values():
-                visit(value)
-        elif isinstance(node, list):
-            for value in node:
-                visit(value)
-
-    visit(schema)

@@ -2,103 +2,60 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import random
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
+from ..batch_module import set_batch_module_step
 from ..data.batch import Batch
-from ..losses.base import LossContext
-from ..method import Method, build, build_loss
+from ..devices import resolve_device
+from ..errors import TrainingError
+from ..losses.base import Loss, LossContext
+from ..method import Method, build_loss
+from ..registry import REGISTRY
+from ..rundir import RunDir
 from . import distributed as D
-from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint, truncate_jsonl
+from .batches import training_batches
+from .checkpoint import WEIGHTS, load_weights, save_checkpoint
+from .log import MetricsLog, epoch_summary, progress_bar
 from .optim import apply_freeze, build_optimizer, check_patterns
+from .precision import mixed_precision
+from .resume import read_last, write_last
+from .rng import seed_everything
 from .schedule import build_scheduler
-
-LAST = "checkpoints/last"
-BEST = "checkpoints/best"
-MODEL = "model"
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. a non-finite loss); the message says where and what was kept."""
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-def resolve_device(name: str, info: D.DistInfo | None = None) -> torch.device:
-    """``auto`` picks CUDA when present (this process's local GPU under torchrun), else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and info is not None and info.enabled:
-        name = f"cuda:{info.local_rank}"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingError(f"device {name!r} was asked for but CUDA is not available; use device: auto or cpu")
-    return torch.device(name)
-
-
-def next_run_dir(output_dir: Path, name: str) -> Path:
-    """``output_dir/name``, or ``name-2``, ``name-3``... when taken."""
-    path = output_dir / name
-    n = 2
-    while path.exists():
-        path = output_dir / f"{name}-{n}"
-        n += 1
-    return path
-
-
-def runs_of(output_dir: Path, name: str) -> list[Path]:
-    """The run directories of recipe ``name``: ``name`` and ``name-N`` (not ``name_other``)."""
-    return [p for p in output_dir.glob(f"{name}*")
-            if p.is_dir() and (p.name == name or (p.name[len(name):][:1] == "-" and p.name[len(name) + 1:].isdigit()))]
-
-
-def find_resumable(output_dir: Path, name: str) -> Path | None:
-    """The most recently written unfinished run of ``name`` that has a checkpoint."""
-    found = {p: checkpoint_path(p / LAST) for p in runs_of(output_dir, name) if not (p / "DONE").exists()}
-    candidates = {p: c for p, c in found.items() if c is not None}
-    return max(candidates, key=lambda p: candidates[p].stat().st_mtime, default=None)
 
 
 class Trainer:
     """Trains ``recipe.method`` on ``recipe.data`` as ``recipe.train`` says.
 
-    Writes into ``run_dir``: ``recipe.resolved.yaml`` and ``environment.json``, ``metrics.jsonl``
-    (one line per logged step and per epoch), ``checkpoints/last`` (every epoch, atomically, right
-    after the epoch's steps and *before* validation, so a failing validation loses no training; the
-    epoch's record rides along as ``pending`` and a resume finishes it: validation, log line; once
-    the epoch is validated and logged it is saved again, weights hard-linked, with ``validated: true``
-    in its ``meta.json``, so a resume from it goes straight to the next epoch),
+    Writes into ``run_dir`` (see :class:`~xmodalzoo.rundir.RunDir`): the run record, ``metrics.jsonl``,
+    ``checkpoints/last`` every epoch (before validation; see :mod:`xmodalzoo.train.resume`),
     ``checkpoints/best`` (best validation RSUM), ``model/`` (the best weights as a model folder),
-    ``eval_results.json`` (the test split, evaluated once at the end).
+    ``eval_results.json`` (the test split, evaluated once at the end) and ``DONE``.
     """
 
-    def __init__(self, recipe: Any, run_dir: Path, *, resume: bool = False, progress: bool = True,
+    def __init__(self, recipe: Any, run_dir: str | Path | RunDir, *, resume: bool = False, progress: bool = True,
                  argv: list[str] | None = None, console: Any = None) -> None:
         self.recipe = recipe
         self.cfg = recipe.train
-        self.run_dir = Path(run_dir)
+        self.run = RunDir(run_dir)
+        self.run_dir = self.run.path
         self.resume = resume
         self.progress = progress
         self.argv = argv if argv is not None else sys.argv
         self.dist = D.init_distributed(self.cfg.device)
-        self.device = resolve_device(self.cfg.device, self.dist)
+        self.device = resolve_device(self.cfg.device, self.dist.local_rank if self.dist.enabled else None)
         if console is None:
             from rich.console import Console
 
             console = Console(stderr=True, quiet=not self.dist.is_main)
         self.console = console
+        self.metrics = MetricsLog(self.run.metrics, enabled=self.dist.is_main)
         self.test_data: Any = None  # the test split: built (and checked) by fit() on the main process only
 
     # ------------------------------------------------------------------ setup
@@ -106,9 +63,9 @@ class Trainer:
         r, cfg = self.recipe, self.cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
         seed_everything(r.seed)
-        self.train_data = build("dataset", r.data, split="train")
-        self.val_data = build("dataset", r.data, split="val")
-        self.method: Method = build("method", r.method, train_captions=list(self.train_data.captions))
+        self.train_data = REGISTRY.build("dataset", r.data, split="train")
+        self.val_data = REGISTRY.build("dataset", r.data, split="val")
+        self.method: Method = REGISTRY.build("method", r.method, train_captions=list(self.train_data.captions))
         if cfg.sync_batchnorm and self.dist.enabled:
             if self.device.type != "cuda":
                 raise TrainingError(
@@ -116,7 +73,7 @@ class Trainer:
                     "set it to false: BatchNorm statistics are then computed per process"
                 )
             self.method = nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
-        self.loss: nn.Module = build_loss(r.method)
+        self.loss: Loss = build_loss(r.method)
         self.method.to(self.device)
         self.loss.to(self.device)
         self.forward = torch.compile(self.method) if cfg.compile else self.method
@@ -126,28 +83,14 @@ class Trainer:
         check_patterns(names, [g.pattern for g in cfg.param_groups], "train.param_groups")
         check_patterns(names, [f.pattern for f in cfg.freeze], "train.freeze")
         self.optimizer = build_optimizer(self.named, cfg.optimizer, cfg.param_groups)
-
-        from ..data.loader import build_train_loader, check_compatible
-
-        check_compatible(self.train_data, getattr(self.method.image_encoder, "input_kind", None))
-        self.sampler = build("sampler", cfg.sampler, dataset=self.train_data, batch_size=cfg.batch_size, seed=r.seed)
-        local = self.sampler.shard(self.dist.rank, self.dist.world_size) if self.dist.enabled else self.sampler
-        self.loader = build_train_loader(
-            self.train_data, local, image_transform=self.method.image_transform(train=True),
-            tokenizer=self.method.tokenizer, num_workers=cfg.num_workers,
-            on_error=getattr(r.data, "on_error", "raise"),
-        )
+        self.sampler, self.loader = training_batches(r, self.train_data, self.method, self.dist)
         batches = len(self.sampler)
         if cfg.max_steps_per_epoch is not None:
             batches = min(batches, cfg.max_steps_per_epoch * cfg.grad_accum)
         self.batches_per_epoch = batches
         self.steps_per_epoch = max(1, batches // cfg.grad_accum)
         self.scheduler = build_scheduler(self.optimizer, cfg.scheduler, self.steps_per_epoch, cfg.epochs)
-        amp = cfg.precision != "fp32" and self.device.type == "cuda"
-        if cfg.precision != "fp32" and not amp:
-            self.console.print(f"[yellow]precision {cfg.precision} needs CUDA; training in fp32 on {self.device}")
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision) if amp else None
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
+        self.amp_dtype, self.scaler = mixed_precision(cfg.precision, self.device, self.console)
         self.epoch, self.step, self.best_rsum, self.best_epoch = 0, 0, -math.inf, -1
         self.history: list[dict[str, Any]] = []
         self.pending: dict[str, Any] | None = None  # this epoch's record until it is validated and logged
@@ -158,65 +101,27 @@ class Trainer:
     # ----------------------------------------------------------- checkpoints
     def save_last(self) -> None:
         """Checkpoint the epoch just trained (its record, not yet validated, as ``pending``)."""
-        self._save_last(reuse_weights=False)
+        write_last(self, reuse_weights=False)
 
     def save_validated(self) -> None:
         """Checkpoint again once the epoch's record is finished (validated when due, logged): the same
         weights (hard-linked), the training state after validation (its RNG included), no ``pending``."""
-        self._save_last(reuse_weights=True)
-
-    def _save_last(self, reuse_weights: bool) -> None:
-        if not self.dist.is_main:
-            return
-        state = {
-            "epoch": self.epoch, "step": self.step, "best_rsum": self.best_rsum, "best_epoch": self.best_epoch,
-            "history": self.history, "pending": self.pending, "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-        }
-        meta = {"epoch": self.epoch, "step": self.step, "best_rsum": self.best_rsum,
-                "validated": self.pending is None}  # the epoch's record is finished: a resume skips it
-        save_checkpoint(self.run_dir / LAST, self.modules(), state, meta, reuse_weights=reuse_weights)
+        write_last(self, reuse_weights=True)
 
     def restore(self) -> bool:
-        """Load ``checkpoints/last`` (or the ``.last.old`` a crash between its renames left) if present.
-
-        Returns whether training resumes from it.  ``metrics.jsonl`` loses the lines written after the
-        checkpoint (they are written again); an epoch saved before its validation is validated now
-        (and saved again, finished).
-        """
-        state = load_checkpoint(self.run_dir / LAST, self.modules(), missing_ok=True)
+        """Resume from ``checkpoints/last`` if present (an epoch saved before its validation is
+        validated now, and saved again, finished); returns whether it did."""
+        state = read_last(self)
         if state is None:
             return False
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.step, self.best_rsum, self.best_epoch = state["step"], state["best_rsum"], state["best_epoch"]
-        self.history = state["history"]
         pending = state.get("pending")
-        done = self.history[-1]["epoch"] if self.history else 0
-        if self.dist.is_main:
-            step = self.step
-            truncate_jsonl(self.run_dir / "metrics.jsonl",
-                           lambda x: x.get("epoch", 0) <= done if x.get("kind") == "epoch" else x.get("step", 0) <= step)
-        D.barrier()
-        from .checkpoint import set_rng_state
-
-        set_rng_state(state["rng"])
         self.console.print(f"resuming {self.run_dir} after epoch {state['epoch'] + 1} (step {self.step})"
                            + ("; validating that epoch first" if pending else ""))
-        self.epoch = state["epoch"]
         if pending is not None:
             self.end_epoch(pending)
             self.save_validated()
         self.epoch = state["epoch"] + 1
         return True
-
-    # ---------------------------------------------------------------- logging
-    def log(self, record: dict[str, Any]) -> None:
-        if not self.dist.is_main:
-            return
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record, default=float) + "\n")
 
     # ---------------------------------------------------------------- training
     def train_step(self, batch: Batch) -> dict[str, float]:
@@ -224,11 +129,7 @@ class Trainer:
         batch = batch.to(self.device, non_blocking=True)
         autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype)
                     if self.amp_dtype is not None else contextlib.nullcontext())
-        bm = self.method.batch_module
-        if bm is not None and hasattr(bm, "set_step"):
-            bm.set_step(self.step)
-        elif bm is not None and hasattr(bm, "warmup_steps"):
-            bm.active = self.step >= bm.warmup_steps
+        set_batch_module_step(self.method.batch_module, self.step)
         with autocast:
             img, txt, extras = self.forward(batch)
             positives = batch.positives()
@@ -239,7 +140,7 @@ class Trainer:
         loss = out.loss.float()
         value = loss.item()
         if not math.isfinite(value):
-            kept = checkpoint_path(self.run_dir / LAST)
+            kept = self.run.last_checkpoint()
             raise TrainingError(
                 f"non-finite loss ({value}) at step {self.step + 1} (epoch {self.epoch + 1}); "
                 f"training stopped. "
@@ -285,7 +186,7 @@ class Trainer:
         totals: dict[str, float] = {}
         count, seen, t0 = 0, 0, time.perf_counter()
         window: list[dict[str, float]] = []
-        progress = self._progress()
+        progress = progress_bar(self.console, self.progress and self.dist.is_main)
         task = progress.add_task(f"epoch {self.epoch + 1}/{self.cfg.epochs}", total=self.steps_per_epoch, info="")
         self.optimizer.zero_grad(set_to_none=True)
         with progress:
@@ -307,56 +208,42 @@ class Trainer:
                 lr = self.optimizer.param_groups[-1]["lr"]
                 progress.update(task, advance=1, info=f"loss {step_logs['loss']:.4f}  lr {lr:.2e}  {rate:.0f} samples/s")
                 if self.step % self.cfg.log_every == 0 or count == 1:
-                    self.log({"kind": "step", "epoch": self.epoch + 1, "step": self.step, "lr": lr,
-                              "samples_per_s": rate, **step_logs})
+                    self.metrics.write({"kind": "step", "epoch": self.epoch + 1, "step": self.step, "lr": lr,
+                                        "samples_per_s": rate, **step_logs})
         means = {k: v / max(1, count) for k, v in totals.items()}
         means["samples_per_s"] = seen / max(1e-9, time.perf_counter() - t0)
         means["frozen"] = len(frozen)
         return means
 
-    def _progress(self) -> Any:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        return Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"), console=self.console, transient=False,
-            disable=not (self.progress and self.dist.is_main),
-        )
-
     # -------------------------------------------------------------- evaluation
     def validate(self) -> dict[str, Any]:
         from ..eval.evaluate import evaluate
 
-        results = evaluate(self.method, self.val_data, self.recipe.eval, protocols=["full"],
-                           progress=self.progress and self.dist.is_main)
-        return results
+        return evaluate(self.method, self.val_data, self.recipe.eval, protocols=["full"],
+                        progress=self.progress and self.dist.is_main)
 
     def check_test_split(self) -> Any:
         """Build the test split and check it can serve ``eval.protocols``."""
         from ..eval.protocols import check_protocols
 
-        test = build("dataset", self.recipe.data, split="test")
+        test = REGISTRY.build("dataset", self.recipe.data, split="test")
         check_protocols(self.recipe.eval.protocols, test.num_images, "test")
         return test
 
     def end_epoch(self, record: dict[str, Any]) -> None:
         """Validate epoch ``self.epoch`` when due (main process), keep the best, log the epoch's record."""
         epoch = self.epoch
-        last = epoch + 1 == self.cfg.epochs
-        if (epoch + 1) % self.cfg.eval_every == 0 or last:
+        if (epoch + 1) % self.cfg.eval_every == 0 or epoch + 1 == self.cfg.epochs:
             if self.dist.is_main:
                 val = self.validate()["full"]
                 record.update({f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))})
                 if val["rsum"] > self.best_rsum:
                     self.best_rsum, self.best_epoch = val["rsum"], epoch + 1
-                    save_checkpoint(self.run_dir / BEST, {"method": self.method}, {}, {"epoch": epoch + 1, "val": val})
-                self.console.print(
-                    f"epoch {epoch + 1}: loss {record.get('loss', float('nan')):.4f}  "
-                    f"val RSUM {val['rsum']:.1f} (best {self.best_rsum:.1f} @ epoch {self.best_epoch})"
-                )
+                    save_checkpoint(self.run.best, {"method": self.method}, {}, {"epoch": epoch + 1, "val": val})
+                self.console.print(epoch_summary(epoch + 1, record, val["rsum"], self.best_rsum, self.best_epoch))
             D.barrier()
         self.history.append(record)
-        self.log(record)
+        self.metrics.write(record)
         self.pending = None
 
     def fit(self) -> dict[str, Any]:
@@ -376,9 +263,9 @@ class Trainer:
         D.raise_everywhere(error, self.dist)
         self.setup()
         if self.dist.is_main:
-            from ..recipe.record import write_run_record
+            from .record import write_run_record
 
-            write_run_record(self.run_dir, self.recipe, self.argv, str(self.device))
+            write_run_record(self.run, self.recipe, self.argv, str(self.device))
         if self.resume:
             self.restore()
         for epoch in range(self.epoch, self.cfg.epochs):
@@ -399,22 +286,20 @@ class Trainer:
         from ..eval.evaluate import evaluate
         from ..eval.report import results_table, write_results
         from ..hub.folder import save_model
-        from .checkpoint import load_weights
 
-        best = checkpoint_path(self.run_dir / BEST)
+        best = self.run.best_checkpoint()
         if best is not None:
-            load_weights(best / "weights.safetensors", {"method": self.method})
+            load_weights(best / WEIGHTS, {"method": self.method})
         results = evaluate(self.method, self.test_data, self.recipe.eval, progress=self.progress)
         results.setdefault("meta", {}).update(
             {"split": "test", "best_epoch": self.best_epoch, "best_val_rsum": self.best_rsum}
         )
-        write_results(results, self.run_dir / "eval_results.json")
-        save_model(self.method, self.run_dir / MODEL, card={
-            "name": self.recipe.name or self.run_dir.name, "load_name": str(self.run_dir / MODEL),
-            "results": {k: v for k, v in results.items() if k != "meta"},
-            "recipe": (self.run_dir / "recipe.resolved.yaml").read_text()
-            if (self.run_dir / "recipe.resolved.yaml").exists() else None,
+        write_results(results, self.run.results("test"))
+        recipe_text = self.run.resolved_recipe.read_text() if self.run.resolved_recipe.exists() else None
+        save_model(self.method, self.run.model, card={
+            "name": self.recipe.name or self.run.name, "load_name": str(self.run.model),
+            "results": {k: v for k, v in results.items() if k != "meta"}, "recipe": recipe_text,
         })
-        (self.run_dir / "DONE").write_text(json.dumps({"best_epoch": self.best_epoch}))
+        self.run.mark_done(best_epoch=self.best_epoch)
         self.console.print(results_table(results, title=f"{self.recipe.name or 'run'}: test split"))
         return results

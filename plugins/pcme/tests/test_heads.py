@@ -7,7 +7,7 @@ import torch
 
 from xmodalzoo.embeddings import GaussianEmbedding, PointEmbedding
 from xmodalzoo.encoders.base import EncoderOutput
-from xmodalzoo.method import build
+from xmodalzoo.api import build_component as build
 from xmodalzoo_pcme.heads import PCMEGaussianConfig
 
 POOLED, LOCAL, WORDS, D = 6, 5, 4, 8

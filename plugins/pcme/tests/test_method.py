@@ -8,7 +8,8 @@ from xmodalzoo.data.batch import Batch
 from xmodalzoo.embeddings import GaussianEmbedding
 from xmodalzoo.hub.folder import load_model, save_model
 from xmodalzoo.losses.base import LossContext
-from xmodalzoo.method import build, build_loss
+from xmodalzoo.api import build_component as build
+from xmodalzoo.method import build_loss
 from xmodalzoo.plugins import discover
 from xmodalzoo.registry import REGISTRY
 
@@ -37,11 +38,11 @@ def batch(model):
 def test_defaults_are_the_published_ones():
     discover()
     pcme = REGISTRY.get("method", "pcme").validate({})
-    assert pcme.embed_dim == 1024 and pcme.similarity["num_samples"] == 7
-    assert pcme.similarity["init_scale"] == pcme.similarity["init_shift"] == 15.0
-    assert pcme.loss == {"type": "pcme", "vib_weight": 1e-5, "uniformity_weight": 0.0}
+    assert pcme.embed_dim == 1024 and pcme.similarity.num_samples == 7
+    assert pcme.similarity.init_scale == pcme.similarity.init_shift == 15.0
+    assert pcme.loss.model_dump(exclude_unset=True) == {"type": "pcme", "vib_weight": 1e-5, "uniformity_weight": 0.0}
     pp = REGISTRY.get("method", "pcmepp").validate({})
-    assert pp.similarity["type"] == "csd" and pp.loss["pseudo_positive_weight"] == 0.1 and pp.loss["vib_weight"] == 1e-4
+    assert pp.similarity.type == "csd" and pp.loss.pseudo_positive_weight == 0.1 and pp.loss.vib_weight == 1e-4
 
 
 @pytest.mark.parametrize("method,extra", [

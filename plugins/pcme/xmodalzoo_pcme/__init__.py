@@ -6,7 +6,7 @@ Components: heads ``pcme_gaussian`` (μ, log σ²) and ``pcme_mean`` (μ only); 
 """
 from __future__ import annotations
 
-from xmodalzoo.plugins import Registrar
+from xmodalzoo.plugin_api import Registrar
 
 __version__ = "0.1.0"
 
@@ -18,12 +18,12 @@ def register(r: Registrar) -> None:
     from .method import PCMEConfig, PCMEppConfig, build_pcme, build_pcmepp
     from .similarity import CSDConfig, MatchProbConfig, MeanCosineConfig, build_csd, build_match_prob, build_mean_cosine
 
-    r.add("head", "pcme_gaussian", build_pcme_gaussian, PCMEGaussianConfig)
-    r.add("head", "pcme_mean", build_pcme_mean, PCMEMeanConfig)
-    r.add("similarity", "match_prob", build_match_prob, MatchProbConfig)
-    r.add("similarity", "csd", build_csd, CSDConfig)
-    r.add("similarity", "mean_cosine", build_mean_cosine, MeanCosineConfig)
-    r.add("loss", "pcme", build_pcme_loss, PCMELossConfig)
-    r.add("loss", "pcmepp", build_pcmepp_loss, PCMEppLossConfig)
+    r.add("head", "pcme_gaussian", build_pcme_gaussian, PCMEGaussianConfig, emits="gaussian")
+    r.add("head", "pcme_mean", build_pcme_mean, PCMEMeanConfig, emits="point")
+    r.add("similarity", "match_prob", build_match_prob, MatchProbConfig, accepts=["gaussian"])
+    r.add("similarity", "csd", build_csd, CSDConfig, accepts=["gaussian"])
+    r.add("similarity", "mean_cosine", build_mean_cosine, MeanCosineConfig, accepts=["gaussian", "point"])
+    r.add("loss", "pcme", build_pcme_loss, PCMELossConfig, accepts=["gaussian"], similarities=["match_prob"])
+    r.add("loss", "pcmepp", build_pcmepp_loss, PCMEppLossConfig, accepts=["gaussian"], similarities=["csd"])
     r.add("method", "pcme", build_pcme, PCMEConfig)
     r.add("method", "pcmepp", build_pcmepp, PCMEppConfig)

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from xmodalzoo.embeddings import Embedding, GaussianEmbedding
+from xmodalzoo.plugin_api import Embedding, GaussianEmbedding
 
 
 @dataclass

@@ -17,9 +17,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from xmodalzoo.config import ComponentConfig
-from xmodalzoo.embeddings import GaussianEmbedding, PointEmbedding
-from xmodalzoo.encoders.base import EncoderOutput
+from xmodalzoo.plugin_api import ComponentConfig, EncoderOutput, GaussianEmbedding, PointEmbedding
 
 
 class AttentionPool(nn.Module):

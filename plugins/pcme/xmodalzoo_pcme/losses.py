@@ -12,9 +12,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from xmodalzoo.config import ComponentConfig
-from xmodalzoo.embeddings import Embedding, GaussianEmbedding
-from xmodalzoo.losses.base import Loss, LossContext, LossOutput
+from xmodalzoo.plugin_api import ComponentConfig, Embedding, GaussianEmbedding, Loss, LossContext, LossOutput
 
 from .gaussian import check_gaussian, kl_to_standard_normal
 from .similarity import ClosedFormSampledDistance, MatchProb

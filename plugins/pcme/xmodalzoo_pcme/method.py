@@ -8,9 +8,7 @@ from typing import Any, Sequence
 import torch
 from pydantic import Field
 
-from xmodalzoo.config import Component
-from xmodalzoo.data.batch import TextBatch
-from xmodalzoo.method import Method, MethodConfig, build_method
+from xmodalzoo.plugin_api import Component, Method, MethodConfig, TextBatch, assemble_method
 
 
 class PCMEMethod(Method):
@@ -94,9 +92,9 @@ class PCMEppConfig(PCMEConfig):
 
 def build_pcme(cfg: PCMEConfig, *, train_captions: Sequence[str] | None = None, tokenizer: Any = None) -> PCMEMethod:
     """PCME: probabilistic (Gaussian) embeddings matched by Monte-Carlo match probability."""
-    return build_method(cfg, train_captions=train_captions, tokenizer=tokenizer, method_cls=PCMEMethod)  # type: ignore[return-value]
+    return assemble_method(cfg, train_captions=train_captions, tokenizer=tokenizer, method_cls=PCMEMethod)  # type: ignore[return-value]
 
 
 def build_pcmepp(cfg: PCMEppConfig, *, train_captions: Sequence[str] | None = None, tokenizer: Any = None) -> PCMEMethod:
     """PCME++: Gaussian embeddings matched by the closed-form sampled distance."""
-    return build_method(cfg, train_captions=train_captions, tokenizer=tokenizer, method_cls=PCMEMethod)  # type: ignore[return-value]
+    return assemble_method(cfg, train_captions=train_captions, tokenizer=tokenizer, method_cls=PCMEMethod)  # type: ignore[return-value]

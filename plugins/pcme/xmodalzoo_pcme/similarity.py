@@ -16,9 +16,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from xmodalzoo.config import ComponentConfig
-from xmodalzoo.embeddings import Embedding, GaussianEmbedding, PointEmbedding
-from xmodalzoo.similarity.base import Similarity
+from xmodalzoo.plugin_api import ComponentConfig, Embedding, GaussianEmbedding, PointEmbedding, Similarity
 
 from .gaussian import GaussianSamples, closed_form_sampled_distance, draw_samples
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from xmodalzoo.embeddings import PointEmbedding, SetEmbedding
 from xmodalzoo.encoders.base import EncoderOutput
-from xmodalzoo.method import build
+from xmodalzoo.api import build_component as build
 from xmodalzoo_pvse.heads import PIEHead
 
 FAKE = SimpleNamespace(pooled_dim=5, local_dim=6, input_dim=4)

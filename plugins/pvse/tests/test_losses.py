@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from xmodalzoo.embeddings import PointEmbedding, SetEmbedding
 from xmodalzoo.losses.base import LossContext
-from xmodalzoo.method import build
+from xmodalzoo.api import build_component as build
 from xmodalzoo_pvse.losses import diversity, laplacian_kernel, mmd
 
 # 3 images, 5 captions; captions 0, 1 show image 0, caption 2 image 1, captions 3, 4 image 2

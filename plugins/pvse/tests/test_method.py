@@ -11,13 +11,15 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from xmodalzoo.config import ComponentConfig, resolve_config
+from xmodalzoo.config import ComponentConfig
+from xmodalzoo.registry import resolve_config
 from xmodalzoo.data.batch import Batch, TextBatch
 from xmodalzoo.embeddings import Embedding, SetEmbedding
 from xmodalzoo.encoders.base import EncoderOutput, ImageEncoder, TextEncoder
 from xmodalzoo.eval.config import EvalConfig
 from xmodalzoo.losses.base import LossContext
-from xmodalzoo.method import Method, build, build_loss
+from xmodalzoo.api import build_component as build
+from xmodalzoo.method import Method, build_loss
 from xmodalzoo.plugins import discover, load_plugin
 from xmodalzoo.registry import REGISTRY
 from xmodalzoo.similarity.base import Similarity

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from xmodalzoo.embeddings import PointEmbedding, SetEmbedding
-from xmodalzoo.method import build
+from xmodalzoo.api import build_component as build
 from xmodalzoo.similarity import plan_chunks, similarity_matrix, topk
 from xmodalzoo_pvse.similarity import MILMax
 

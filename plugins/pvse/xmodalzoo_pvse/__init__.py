@@ -1,7 +1,7 @@
 """The PVSE method plugin for xmodalzoo: PIE heads, the mil_max similarity, the pvse loss and method."""
 from __future__ import annotations
 
-from xmodalzoo.plugins import Registrar
+from xmodalzoo.plugin_api import Registrar
 
 __version__ = "0.1.0"
 
@@ -13,8 +13,8 @@ def register(r: Registrar) -> None:
     from .method import PVSEConfig, build_pvse
     from .similarity import MILMaxConfig, build_mil_max
 
-    r.add("head", "pvse_pie", build_pvse_pie, PIEConfig)
-    r.add("head", "pie_point", build_pie_point, PIEPointConfig)
-    r.add("similarity", "mil_max", build_mil_max, MILMaxConfig)
-    r.add("loss", "pvse", build_pvse_loss, PVSELossConfig)
+    r.add("head", "pvse_pie", build_pvse_pie, PIEConfig, emits="set")
+    r.add("head", "pie_point", build_pie_point, PIEPointConfig, emits="point")
+    r.add("similarity", "mil_max", build_mil_max, MILMaxConfig, accepts=["set"])
+    r.add("loss", "pvse", build_pvse_loss, PVSELossConfig, accepts=["set", "point"])
     r.add("method", "pvse", build_pvse, PVSEConfig)

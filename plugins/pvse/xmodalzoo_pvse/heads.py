@@ -13,9 +13,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from xmodalzoo.config import ComponentConfig
-from xmodalzoo.embeddings import Embedding, PointEmbedding, SetEmbedding
-from xmodalzoo.encoders.base import EncoderOutput
+from xmodalzoo.plugin_api import ComponentConfig, Embedding, EncoderOutput, PointEmbedding, SetEmbedding
 
 Source = Literal["auto", "local", "inputs"]
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from xmodalzoo.config import ComponentConfig
-from xmodalzoo.embeddings import Embedding, PointEmbedding, SetEmbedding
-from xmodalzoo.losses.base import Loss, LossContext, LossOutput
-from xmodalzoo.losses.triplet import TripletConfig, TripletLoss
+from xmodalzoo.plugin_api import (
+    ComponentConfig, Embedding, Loss, LossContext, LossOutput, PointEmbedding, SetEmbedding, TripletConfig, TripletLoss,
+)
 
 
 class PVSELossConfig(ComponentConfig):

@@ -5,8 +5,7 @@ from typing import Any, Sequence
 
 from pydantic import Field
 
-from xmodalzoo.config import Component
-from xmodalzoo.method import Method, MethodConfig, build_method
+from xmodalzoo.plugin_api import Component, Method, MethodConfig, assemble_method
 
 
 class PVSEConfig(MethodConfig):
@@ -28,4 +27,4 @@ class PVSEConfig(MethodConfig):
 
 def build_pvse(cfg: PVSEConfig, *, train_captions: Sequence[str] | None = None, tokenizer: Any = None) -> Method:
     """PVSE: polysemous (K-embedding) visual-semantic embedding with multiple-instance matching."""
-    return build_method(cfg, train_captions=train_captions, tokenizer=tokenizer)
+    return assemble_method(cfg, train_captions=train_captions, tokenizer=tokenizer)

@@ -4,9 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from xmodalzoo.config import ComponentConfig
-from xmodalzoo.embeddings import Embedding, SetEmbedding
-from xmodalzoo.similarity.base import Similarity
+from xmodalzoo.plugin_api import ComponentConfig, Embedding, SetEmbedding, Similarity
 
 
 class MILMaxConfig(ComponentConfig):

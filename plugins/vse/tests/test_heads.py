@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from xmodalzoo.embeddings import PointEmbedding
 from xmodalzoo.encoders.base import EncoderOutput
-from xmodalzoo.method import build
+from xmodalzoo.api import build_component as build
 from xmodalzoo_vse.heads import VSEPoolHead
 
 FAKE = SimpleNamespace(pooled_dim=5, local_dim=6, input_dim=3)

@@ -12,7 +12,8 @@ from xmodalzoo.config import ComponentConfig, typed_config
 from xmodalzoo.data.batch import Batch, TextBatch
 from xmodalzoo.encoders.base import EncoderOutput, ImageEncoder, TextEncoder
 from xmodalzoo.losses.base import LossContext
-from xmodalzoo.method import Method, build, build_loss
+from xmodalzoo.api import build_component as build
+from xmodalzoo.method import Method, build_loss
 from xmodalzoo.plugins import discover
 from xmodalzoo.registry import REGISTRY, Entry
 from xmodalzoo_vse.heads import VSEPoolHead

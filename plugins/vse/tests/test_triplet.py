@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from xmodalzoo.embeddings import PointEmbedding
 from xmodalzoo.losses.base import LossContext
-from xmodalzoo.method import build
+from xmodalzoo.api import build_component as build
 
 
 def reference(scores: torch.Tensor, positives: torch.Tensor, margin: float, hardest: bool, reduction: str) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """The VSE method plugin for xmodalzoo: the ``vse_pool`` head (mean/max/GPO) and the ``vse`` method."""
 from __future__ import annotations
 
-from xmodalzoo.plugins import Registrar
+from xmodalzoo.plugin_api import Registrar
 
 __version__ = "0.1.0"
 
@@ -11,5 +11,5 @@ def register(r: Registrar) -> None:
     from .heads import VSEPoolConfig, build_vse_pool
     from .method import VSEConfig, build_vse
 
-    r.add("head", "vse_pool", build_vse_pool, VSEPoolConfig)
+    r.add("head", "vse_pool", build_vse_pool, VSEPoolConfig, emits="point")
     r.add("method", "vse", build_vse, VSEConfig)

@@ -8,9 +8,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from xmodalzoo.config import ComponentConfig
-from xmodalzoo.embeddings import PointEmbedding
-from xmodalzoo.encoders.base import EncoderOutput
+from xmodalzoo.plugin_api import ComponentConfig, EncoderOutput, PointEmbedding
 
 from .gpo import GPO
 
@@ -21,7 +19,10 @@ class VSEPoolConfig(ComponentConfig):
     source: Literal["local", "inputs"] = Field(
         "local", description="fragments to pool: encoder local features, or input-level fragments (word embeddings)"
     )
-    project: bool = Field(True, description="Linear(fragment dim -> embed_dim) per fragment; off needs equal dims")
+    project: bool | Literal["auto"] = Field(
+        "auto", description="Linear(fragment dim -> embed_dim) per fragment; auto: only when the two differ "
+        "(VSE∞: its encoders already give embed_dim-sized fragments, or project them); off needs equal dims",
+    )
     mlp: bool = Field(
         False, description="add a residual 2-layer MLP (dim -> embed_dim/2 -> embed_dim, BN, ReLU) per fragment (VSE∞ regions)"
     )
@@ -50,13 +51,14 @@ class VSEPoolHead(nn.Module):
 
     def __init__(self, cfg: VSEPoolConfig, in_dim: int, embed_dim: int) -> None:
         super().__init__()
-        if not cfg.project and in_dim != embed_dim:
+        project = in_dim != embed_dim if cfg.project == "auto" else cfg.project
+        if not project and in_dim != embed_dim:
             raise ValueError(
                 f"vse_pool with project=false needs fragment dim == embed_dim; got {in_dim} != {embed_dim} "
                 "(set project: true or change the encoder's output size)"
             )
         self.cfg = cfg
-        self.proj = nn.Linear(in_dim, embed_dim) if cfg.project else None
+        self.proj = nn.Linear(in_dim, embed_dim) if project else None
         self.mlp = FragmentMLP(in_dim, max(embed_dim // 2, 1), embed_dim) if cfg.mlp else None
         self.gpo = GPO(cfg.gpo_pe_dim, cfg.gpo_hidden_dim, cfg.gpo_temperature) if cfg.pooling == "gpo" else None
 

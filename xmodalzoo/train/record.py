@@ -12,27 +12,25 @@ from typing import Any, Sequence
 
 import yaml
 
-from .model import Recipe
+from ..files import write_text_atomic
+from ..plugins import plugin_status
+from ..rundir import RunDir
+from ..version import __version__
 
-RESOLVED_RECIPE = "recipe.resolved.yaml"
-ENVIRONMENT = "environment.json"
 #: distributions whose versions every run records (besides torch, python and the plugins)
 KEY_DEPENDENCIES = ("timm", "transformers", "torchvision", "pydantic", "numpy", "safetensors")
 
 
-def resolved_recipe_yaml(recipe: Recipe) -> str:
+def resolved_recipe_yaml(recipe: Any) -> str:
     """The recipe with every default filled in, as YAML that ``load_recipe`` reads back unchanged."""
     data = recipe.model_dump(mode="json")
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
 
 
-def environment_info(recipe: Recipe, argv: Sequence[str], device: Any) -> dict[str, Any]:
+def environment_info(recipe: Any, argv: Sequence[str], device: Any) -> dict[str, Any]:
     """Versions (xmodalzoo, plugins, key dependencies), hardware, the git commit of the xmodalzoo
     code, command line, seed and time of a run."""
     import torch
-
-    from .. import __version__
-    from ..plugins import plugin_status
 
     device_name = str(device)
     cuda = torch.cuda.is_available()
@@ -64,13 +62,11 @@ def environment_info(recipe: Recipe, argv: Sequence[str], device: Any) -> dict[s
     }
 
 
-def write_run_record(run_dir: str | os.PathLike[str], recipe: Recipe, argv: Sequence[str], device: Any) -> None:
-    """Write ``recipe.resolved.yaml`` and ``environment.json`` into ``run_dir`` (created if needed)."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / RESOLVED_RECIPE).write_text(resolved_recipe_yaml(recipe), encoding="utf-8")
-    info = environment_info(recipe, argv, device)
-    (run_dir / ENVIRONMENT).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+def write_run_record(run_dir: str | os.PathLike[str], recipe: Any, argv: Sequence[str], device: Any) -> None:
+    """Write the resolved recipe and the environment into run directory ``run_dir`` (created if needed)."""
+    run = RunDir(run_dir)
+    write_text_atomic(run.resolved_recipe, resolved_recipe_yaml(recipe))
+    write_text_atomic(run.environment, json.dumps(environment_info(recipe, argv, device), indent=2) + "\n")
 
 
 def dependency_versions(names: Sequence[str] = KEY_DEPENDENCIES) -> dict[str, str | None]:
@@ -92,9 +88,7 @@ def code_commit() -> str | None:
     None unless the package directory is tracked by a git checkout (an editable install of a clone);
     a regular install in a virtual environment that happens to lie inside some checkout is not.
     """
-    from .. import __file__ as package_init
-
-    package = Path(package_init).resolve().parent
+    package = Path(__file__).resolve().parents[1]
     try:
         tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "__init__.py"], cwd=package,
                                  capture_output=True, text=True, timeout=5)

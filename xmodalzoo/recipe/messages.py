@@ -1,4 +1,4 @@
-"""Recipe errors: one readable line per problem, with "did you mean" hints.
+"""Readable validation messages for recipes: one line per problem, with "did you mean" hints.
 
 Pydantic locations name discriminator tags and union members (``method.vse.image_head.linear.k``);
 the messages here show the path as it is written in the YAML file (``method.image_head.k``).
@@ -11,16 +11,7 @@ from typing import Annotated, Any, Iterable, Literal, Union, get_args, get_origi
 
 from pydantic import BaseModel, ValidationError
 
-
-class RecipeError(ValueError):
-    """A recipe (or its file, or an override) is invalid; ``messages`` holds one line per problem."""
-
-    def __init__(self, messages: str | Iterable[str]) -> None:
-        self.messages: list[str] = [messages] if isinstance(messages, str) else list(messages)
-        super().__init__("\n".join(self.messages))
-
-    def __str__(self) -> str:
-        return "\n".join(self.messages)
+from ..registry import REGISTRY
 
 
 def format_validation_error(exc: ValidationError, model: type[BaseModel], source: str) -> list[str]:
@@ -117,8 +108,6 @@ def _message(err: Any, where: _Where) -> str:
 
 
 def _unknown_type_message(tag: str, tags: list[str]) -> str:
-    from ..registry import REGISTRY
-
     component = _kind_of(tags)
     if component is not None:
         return REGISTRY.unknown_message(component, tag)
@@ -127,8 +116,6 @@ def _unknown_type_message(tag: str, tags: list[str]) -> str:
 
 def _kind_of(tags: list[str]) -> str | None:
     """The registry kind whose names are exactly ``tags`` (the members of a resolved union)."""
-    from ..registry import REGISTRY
-
     for kind, entries in REGISTRY.entries.items():
         if entries and set(entries) == set(tags):
             return kind

@@ -1,0 +1,61 @@
+"""``zoo train``: train the method of a recipe into a run directory (new, or resumed)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from .output import add_set_option, say
+
+
+def add_verbs(verbs: Any) -> None:
+    p = verbs.add_parser(
+        "train", help="train a method from a recipe",
+        description="Train the method of RECIPE; writes a run directory with checkpoints, metrics, "
+                    "the best model folder and the test results. Multi-GPU: torchrun --nproc-per-node N "
+                    "-m xmodalzoo train RECIPE.",
+    )
+    p.add_argument("recipe", help="recipe YAML file")
+    add_set_option(p, "override a recipe value, e.g. --set train.epochs=3 (repeatable)")
+    p.add_argument("--resume", metavar="auto|RUN_DIR",
+                   help="continue an interrupted run: 'auto' picks the latest unfinished run of this recipe")
+    p.add_argument("--run-dir", metavar="DIR", help="write the run here (default: OUTPUT_DIR/NAME[-N])")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+
+def recipe_name(recipe: Any, path: str | Path) -> str:
+    """The run name of a recipe: its ``name``, else its file's stem."""
+    return recipe.name or Path(path).stem
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``zoo train``: the run directory on stdout when training finished."""
+    from ..recipe import load_recipe
+    from ..rundir import LAST, RunDir, find_resumable, next_run
+    from ..train.distributed import shutdown
+    from ..train.trainer import Trainer
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    name = recipe_name(recipe, args.recipe)
+    out = Path(recipe.output_dir)
+    chosen = RunDir(args.run_dir) if args.run_dir else None
+    resume = False
+    if args.resume == "auto":
+        found = find_resumable(out, name)
+        run, resume = (found, True) if found is not None else (chosen or next_run(out, name), False)
+    elif args.resume:
+        run, resume = RunDir(args.resume), True
+        if run.last_checkpoint() is None:
+            raise FileNotFoundError(f"{run}: no checkpoint to resume from ({LAST} is missing)")
+    else:
+        run = chosen or next_run(out, name)
+    if not recipe.name:
+        recipe = recipe.model_copy(update={"name": name})
+    try:
+        Trainer(recipe, run, resume=resume, progress=not args.quiet, argv=sys.argv).fit()
+    finally:
+        shutdown()
+    say(f"run directory: {run}")
+    return 0
