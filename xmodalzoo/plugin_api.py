@@ -14,6 +14,7 @@ from .embeddings import Embedding, GaussianEmbedding, PointEmbedding, SetEmbeddi
 from .encoders.base import EncoderOutput, ImageEncoder, TextEncoder
 from .eval.encode import encode_captions, encode_images
 from .losses.base import Loss, LossContext, LossOutput
+from .losses.mmd import laplacian_kernel, mmd
 from .losses.triplet import TripletConfig, TripletLoss
 from .method import Method, MethodConfig
 from .method import build_method as assemble_method
@@ -48,6 +49,8 @@ __all__ = [
     "LossOutput",
     "TripletConfig",
     "TripletLoss",
+    "laplacian_kernel",
+    "mmd",
     # training-only parts
     "Batch",
     "BatchModule",
