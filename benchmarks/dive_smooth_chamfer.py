@@ -38,6 +38,7 @@ from xmodalzoo.embeddings import SetEmbedding
 from xmodalzoo.eval.config import EvalConfig
 from xmodalzoo.eval.evaluate import evaluate_embeddings
 from xmodalzoo_dive.similarity import SmoothChamfer
+from similarity_cases_dive import pooled_scores  # noqa: E402  (benchmarks/ is the script's folder)
 
 CAPTIONS_PER_IMAGE = 5
 
@@ -66,16 +67,17 @@ def run_evaluator(sim: SmoothChamfer, img: SetEmbedding, cap: SetEmbedding, args
 
 
 def run_loop(sim: SmoothChamfer, img: SetEmbedding, cap: SetEmbedding, queries: int) -> dict[str, list[int]]:
-    """The released per-query evaluation on the first ``queries`` images (i2t) and their captions (t2i)."""
+    """The released per-query evaluation on the first ``queries`` images (i2t) and their captions (t2i),
+    scoring unit elements as it does (one product + pooling, no re-normalisation)."""
     i2t, t2i = [], []
     for index in range(queries):  # i2t: one image against every caption
-        scores = sim(img[index], cap)[0]
+        scores = pooled_scores(sim, img.vectors[index : index + 1], cap.vectors)[0]
         order = torch.argsort(scores, descending=True)
         positions = (order[:, None] == torch.arange(CAPTIONS_PER_IMAGE * index, CAPTIONS_PER_IMAGE * (index + 1),
                                                     device=order.device)).nonzero()[:, 0]
         i2t.append(int(positions.min()))
     for index in range(queries):  # t2i: the image's 5 captions against every image
-        scores = sim(img, cap[CAPTIONS_PER_IMAGE * index: CAPTIONS_PER_IMAGE * (index + 1)]).t()
+        scores = pooled_scores(sim, img.vectors, cap.vectors[CAPTIONS_PER_IMAGE * index: CAPTIONS_PER_IMAGE * (index + 1)]).t()
         for row in scores:
             order = torch.argsort(row, descending=True)
             t2i.append(int((order == index).nonzero()[0, 0]))

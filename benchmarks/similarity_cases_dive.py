@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from xmodalzoo.embeddings import SetEmbedding
-from xmodalzoo_dive.similarity import Chamfer, SetSimilarity, SmoothChamfer
+from xmodalzoo_dive.similarity import Chamfer, SetSimilarity, SmoothChamfer, two_way_logsumexp
 
 
 def make_build(sim_cls: Callable[[], SetSimilarity], k: int) -> Callable[..., tuple[SetSimilarity, SetEmbedding, SetEmbedding]]:
@@ -24,10 +24,20 @@ def make_build(sim_cls: Callable[[], SetSimilarity], k: int) -> Callable[..., tu
     return build
 
 
+def pooled_scores(sim: SetSimilarity, query: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
+    """The released evaluation's scores of unit sets (n, K, D) × (m, K', D): one product, then pooling (no
+    re-normalisation: the released embeddings are already unit vectors)."""
+    (n, k, d), (m, kg, _) = query.shape, gallery.shape
+    cos = (query.reshape(n * k, d) @ gallery.reshape(m * kg, d).t()).view(n, k, m, kg)
+    if isinstance(sim, SmoothChamfer):
+        return two_way_logsumexp(cos.mul_(sim.alpha), sim.alpha)
+    return (cos.amax(dim=3).mean(1) + cos.amax(dim=1).mean(2)) / 2
+
+
 def loop_one_query(sim: Any, query: SetEmbedding, gallery: SetEmbedding, n_queries: int) -> None:
     """Per query: its (1, M) scores against the whole gallery (one K × M·K' product), then an argsort."""
     for i in range(n_queries):
-        scores = sim(query[i], gallery)
+        scores = pooled_scores(sim, query.vectors[i : i + 1], gallery.vectors)
         torch.argsort(scores[0], descending=True)
 
 
