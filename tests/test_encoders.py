@@ -45,6 +45,37 @@ def test_timm_encoder_shapes_and_pooling(model: str) -> None:
     assert all(n.startswith("backbone.") for n, _ in enc.named_parameters())
 
 
+def test_timm_local_stage_gives_earlier_cells_and_the_same_pooled_feature() -> None:
+    torch.manual_seed(0)
+    final = build("image_encoder", {"type": "timm", "model": "test_resnet", "image_size": 64}).eval()
+    staged = build("image_encoder", {"type": "timm", "model": "test_resnet", "image_size": 64, "local_stage": 3}).eval()
+    staged.load_state_dict(final.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        a, b = final(x), staged(x)
+        info = staged.backbone.feature_info[3]
+        # the reference: the stage's output map, read off the backbone by a forward hook
+        maps = []
+        module = dict(staged.backbone.named_modules())[info["module"]]
+        hook = module.register_forward_hook(lambda _m, _i, out: maps.append(out))
+        staged.backbone.forward_features(x)
+        hook.remove()
+    torch.testing.assert_close(b.pooled, a.pooled)  # the pooled feature still comes from the whole network
+    side = 64 // info["reduction"]
+    assert b.local.shape == (2, side * side, info["num_chs"]) and staged.local_dim == staged.input_dim == info["num_chs"]
+    torch.testing.assert_close(b.local, maps[0].flatten(2).transpose(1, 2))
+    assert b.mask.shape == (2, side * side) and b.mask.all()
+    with pytest.raises(ValueError, match="local_stage 9 is out of range"):
+        build("image_encoder", {"type": "timm", "model": "test_resnet", "local_stage": 9})
+
+
+def test_shapes_cnn_stride_16_stage_is_a_4x4_grid() -> None:
+    enc = build("image_encoder", {"type": "timm", "model": "mobilenetv3_small_050", "image_size": 64, "local_stage": 3})
+    with torch.no_grad():
+        out = enc.eval()(torch.randn(1, 3, 64, 64))
+    assert out.local.shape == (1, 16, 24) and out.pooled.shape == (1, 1024)
+
+
 def test_timm_transforms_output_size() -> None:
     enc = build("image_encoder", {"type": "timm", "model": "test_resnet", "image_size": 48,
                                   "transform": {"random_erasing": 0.5, "horizontal_flip": True}})
@@ -129,6 +160,17 @@ def test_regions_drop_in_training_only() -> None:
     assert (drop_regions(50, 1, 0.5).sum(1) == 1).all()
 
 
+def test_regions_mlp_on_the_projection() -> None:
+    torch.manual_seed(0)
+    enc = build("image_encoder", {"type": "regions", "in_dim": 12, "out_dim": 8, "mlp_input": "projection"}).eval()
+    assert enc.mlp[0].in_features == 8  # MLP out_dim -> out_dim/2 -> out_dim (DivE)
+    x = torch.randn(3, 5, 12)
+    with torch.no_grad():
+        out = enc(x)
+        ref = torch.stack([torch.stack([enc.fc(v) + enc.mlp(enc.fc(v)[None])[0] for v in item]) for item in x])
+    torch.testing.assert_close(out.local, ref)
+
+
 def test_regions_transform_and_shape_error() -> None:
     enc = build("image_encoder", {"type": "regions", "in_dim": 6, "out_dim": 4})
     t = pickle.loads(pickle.dumps(enc.transform(True)))(np.ones((36, 6), dtype=np.float16))
@@ -188,6 +230,22 @@ def test_bigru_matches_unpadded_loop_reference(options: dict) -> None:
     ref_grads = torch.autograd.grad(ref_loss, [enc.embed.weight, *enc.rnn.parameters()])
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r)
+
+
+def test_bigru_dropout_in_training_only() -> None:
+    enc = _bigru(combine="mean", dropout=0.5)
+    batch = enc.tokenizer(CAPTIONS)
+    torch.manual_seed(1)
+    train = enc.train()(batch)
+    words = enc.embed(batch.ids)
+    dropped = (train.inputs == 0) & (words != 0)
+    assert dropped.any() and torch.allclose(train.inputs[~dropped], 2 * words[~dropped])  # scaled by 1/(1-p)
+    assert (train.pooled == 0).any() and (train.local[batch.mask] == 0).any()
+    with torch.no_grad():
+        ev = enc.eval()(batch)
+        ref = _bigru(combine="mean").eval()(batch)  # same seed, same weights, no dropout
+    torch.testing.assert_close(ev.inputs, words.detach())
+    torch.testing.assert_close(ev.pooled, ref.pooled)
 
 
 def test_bigru_output_does_not_depend_on_padding_or_companions() -> None:

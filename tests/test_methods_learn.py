@@ -1,7 +1,7 @@
 """Every first-party method learns on the built-in shapes benchmark: the loss falls and test recall rises.
 
-These go through the shared trainer exactly as ``zoo train`` does.  PVSE trains on the tiny recipe of
-``tiny.py``; PCME trains through its shipped recipe ``recipes/pcme_shapes.yaml``, scaled down.  PCME's
+These go through the shared trainer exactly as ``zoo train`` does.  PVSE and DivE train on the tiny
+recipe of ``tiny.py``; PCME trains through its shipped recipe ``recipes/pcme_shapes.yaml``, scaled down.  PCME's
 sigmoid match loss (absolute distances, mostly negative pairs) collapses both modalities to a point on
 the tiny encoders of ``tiny.py`` within the few steps a test can afford (the μ of every image ends
 within 0.02 of each other), while the triplet losses of VSE and PVSE do not; the recipe's encoders
@@ -36,6 +36,14 @@ PVSE = {
     "similarity": {"type": "mil_max"},
     "loss": {"type": "pvse", "margin": 0.2, "hardest": False},
 }
+DIVE = {
+    "type": "dive",
+    "image_head": {"type": "dive_slots", "attention_heads": 2, "head_dim": 8, "iterations": 2,
+                   "global_feature": "pooled", "project_global": True},
+    "text_head": {"type": "dive_slots", "attention_heads": 2, "head_dim": 8, "iterations": 2},
+    "similarity": {"type": "smooth_chamfer"},
+    "loss": {"type": "dive", "negatives": "all"},
+}
 
 
 @pytest.fixture(autouse=True)
@@ -60,6 +68,20 @@ def test_pvse_lowers_loss_and_raises_recall(tmp_path):
                                       train={"epochs": 4, "scheduler": {"name": "constant", "warmup": 0}}))
     epochs, before, after = train_and_compare(recipe, tmp_path / "run")
     assert epochs[-1]["loss"] < epochs[0]["loss"]
+    assert after > before + 10, (before, after)
+
+
+@pytest.mark.slow
+def test_dive_lowers_loss_and_raises_recall(tmp_path):
+    # 128 training images with all their captions, 16 images per batch (about a minute on 2 cores)
+    recipe = load_recipe(write_recipe(
+        tmp_path, name="tiny_dive", method={**ENCODERS, **DIVE},
+        data={"train_size": 128},
+        train={"epochs": 4, "batch_size": 16, "sampler": {"type": "image_captions"},
+               "scheduler": {"name": "constant", "warmup": 0}}))
+    epochs, before, after = train_and_compare(recipe, tmp_path / "run")
+    assert epochs[-1]["loss"] < epochs[0]["loss"]
+    assert {"i2t", "t2i", "mmd", "uniformity"} <= set(epochs[-1])
     assert after > before + 10, (before, after)
 
 

@@ -16,6 +16,7 @@ from .encoders.base import EncoderOutput, ImageEncoder, TextEncoder
 from .encoders.tokenizers import Tokenizer
 from .eval.encode import encode_captions, encode_images
 from .losses.base import Loss, LossContext, LossOutput
+from .losses.mmd import laplacian_kernel, mmd
 from .losses.triplet import TripletConfig, TripletLoss
 from .method import Method, MethodConfig, assemble_method
 from .registry import Registrar
@@ -50,6 +51,8 @@ __all__ = [
     "LossOutput",
     "TripletConfig",
     "TripletLoss",
+    "laplacian_kernel",
+    "mmd",
     # training-only parts
     "Batch",
     "BatchModule",

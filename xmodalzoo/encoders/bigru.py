@@ -39,6 +39,11 @@ class BiGRUConfig(ComponentConfig):
     )
     min_count: int = Field(1, ge=1, description="words seen fewer times in the training captions map to <unk>")
     max_length: int | None = Field(None, description="truncate captions to this many tokens (None: no limit)")
+    dropout: float = Field(
+        0.0, ge=0, lt=1,
+        description="training-time dropout on the word embeddings (before the GRU; they are also the encoder's "
+        "inputs) and on the GRU outputs, local and pooled (DivE: 0.1)",
+    )
     augment: CaptionAugmentConfig = Field(default_factory=CaptionAugmentConfig,
                                           description="caption augmentation at training time")
 
@@ -59,6 +64,7 @@ class BiGRUTextEncoder(TextEncoder):
         directions = 2 if cfg.bidirectional and cfg.combine == "concat" else 1
         self.pooled_dim = self.local_dim = cfg.hidden_dim * directions
         self.input_dim = cfg.word_dim
+        self.dropout = nn.Dropout(cfg.dropout)
         self.glove_found: int | None = None
 
     def load_glove(self, path: str | Path) -> int:
@@ -74,7 +80,7 @@ class BiGRUTextEncoder(TextEncoder):
 
     def forward(self, batch: TextBatch) -> EncoderOutput:
         ids, mask = batch.ids, batch.mask
-        words = self.embed(ids)
+        words = self.dropout(self.embed(ids))
         lengths = mask.sum(1).clamp(min=1)
         packed = pack_padded_sequence(words, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, h = self.rnn(packed)
@@ -87,7 +93,7 @@ class BiGRUTextEncoder(TextEncoder):
             local = (local[..., :hid] + local[..., hid:]) / 2
         if self.cfg.global_feature == "last_token":
             pooled = local[torch.arange(b, device=ids.device), lengths - 1]
-        return EncoderOutput(pooled=pooled, local=local, mask=mask, inputs=words)
+        return EncoderOutput(pooled=self.dropout(pooled), local=self.dropout(local), mask=mask, inputs=words)
 
 
 def read_glove(path: str | Path, words: Sequence[str], dim: int) -> tuple[torch.Tensor, torch.Tensor]:

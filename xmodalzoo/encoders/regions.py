@@ -1,7 +1,7 @@
 """Image encoder over precomputed region features (bottom-up attention, 36 x 2048 per image)."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -19,6 +19,12 @@ class RegionEncoderConfig(ComponentConfig):
     out_dim: int = Field(1024, gt=1, description="size of one projected region")
     drop_regions: float = Field(0.2, ge=0, lt=1, description="share of regions dropped per image at training time")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the projected regions (DivE: 0.1)")
+    mlp_input: Literal["features", "projection"] = Field(
+        "features",
+        description="what the residual MLP reads: the region features, f(x) = Linear(x) + MLP(x) with MLP "
+        "in_dim -> out_dim/2 -> out_dim (VSE∞), or the projection, f(x) = Linear(x) + MLP(Linear(x)) with MLP "
+        "out_dim -> out_dim/2 -> out_dim (DivE)",
+    )
 
 
 def regions_to_tensor(features: Any) -> torch.Tensor:
@@ -27,7 +33,8 @@ def regions_to_tensor(features: Any) -> torch.Tensor:
 
 
 class RegionEncoder(ImageEncoder):
-    """Per region f(x) = Linear(x) + MLP(x); ``pooled`` = mean of f over the kept regions."""
+    """Per region f(x) = Linear(x) + MLP(x) (or + MLP(Linear(x)), see ``mlp_input``); ``pooled`` = mean
+    of f over the kept regions."""
 
     input_kind = "features"
 
@@ -36,8 +43,9 @@ class RegionEncoder(ImageEncoder):
         self.cfg = cfg
         hidden = cfg.out_dim // 2
         self.fc = nn.Linear(cfg.in_dim, cfg.out_dim)
+        mlp_in = cfg.in_dim if cfg.mlp_input == "features" else cfg.out_dim
         self.mlp = nn.Sequential(
-            nn.Linear(cfg.in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, cfg.out_dim)
+            nn.Linear(mlp_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, cfg.out_dim)
         )
         self.dropout = nn.Dropout(cfg.dropout)
         self.pooled_dim = self.local_dim = cfg.out_dim
@@ -52,7 +60,9 @@ class RegionEncoder(ImageEncoder):
         if self.training and self.cfg.drop_regions > 0:
             mask = drop_regions(images.shape[0], images.shape[1], self.cfg.drop_regions, images.device)
         # only kept regions enter the projection, so BatchNorm statistics ignore dropped ones
-        kept = self.dropout(self.fc(images[mask]) + self.mlp(images[mask]))
+        x = images[mask]
+        projected = self.fc(x)
+        kept = self.dropout(projected + self.mlp(x if self.cfg.mlp_input == "features" else projected))
         local = kept.new_zeros(*images.shape[:2], self.cfg.out_dim)
         local[mask] = kept
         pooled = local.sum(1) / mask.sum(1, keepdim=True).to(local.dtype)

@@ -19,6 +19,12 @@ class TimmImageEncoderConfig(ComponentConfig):
     pretrained: bool = Field(False, description="load timm's pretrained weights (downloads unless cached)")
     checkpoint: str | None = Field(None, description="local weights file loaded into the backbone")
     image_size: int = Field(224, gt=0, description="side of the square input image")
+    local_stage: int | None = Field(
+        None,
+        description="take the local features (grid cells) from this feature stage instead of the final map: an "
+        "index into the model's feature_info (e.g. 3 = stride 16 for MobileNetV3, a 4 x 4 grid at 64 px); the "
+        "pooled feature still comes from the whole network. None: the final feature map (CNNs only)",
+    )
     transform: ImageTransformConfig = Field(default_factory=ImageTransformConfig,
                                             description="training augmentation and eval resizing")
 
@@ -44,16 +50,33 @@ class TimmImageEncoder(ImageEncoder):
         if cfg.checkpoint is not None:
             load_backbone_checkpoint(self.backbone, cfg.checkpoint)
         self.local_dim = self.input_dim = int(self.backbone.num_features)
+        if cfg.local_stage is not None:
+            self.local_dim = self.input_dim = self._stage_channels(cfg.local_stage)
         self.pooled_dim = int(getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features)
         self.data_config = timm.data.resolve_model_data_config(self.backbone)
+
+    def _stage_channels(self, stage: int) -> int:
+        """Channels of feature stage ``stage``; a clear error for models or indices that have none."""
+        info = getattr(self.backbone, "feature_info", None)
+        if not info or not hasattr(self.backbone, "forward_intermediates"):
+            raise ValueError(f"local_stage: {self.cfg.model} exposes no feature stages")
+        if not 0 <= stage < len(info):
+            raise ValueError(f"local_stage {stage} is out of range: {self.cfg.model} has stages 0..{len(info) - 1} "
+                             f"(channels {[f['num_chs'] for f in info]}, strides {[f['reduction'] for f in info]})")
+        return int(info[stage]["num_chs"])
 
     def forward(self, images: torch.Tensor) -> EncoderOutput:
         if images.dim() != 4:
             raise ValueError(f"timm image encoder expects images (B, 3, H, W), got shape {tuple(images.shape)}")
-        feats = self.backbone.forward_features(images)
-        pooled = self.backbone.forward_head(feats, pre_logits=True)
+        if self.cfg.local_stage is None:
+            feats = self.backbone.forward_features(images)
+            pooled = self.backbone.forward_head(feats, pre_logits=True)
+        else:  # one pass: the final features for the pooled vector, an earlier map for the cells
+            final, (feats,) = self.backbone.forward_intermediates(images, indices=[self.cfg.local_stage])
+            pooled = self.backbone.forward_head(final, pre_logits=True)
         if feats.dim() == 4:
-            channels_last = str(getattr(self.backbone, "output_fmt", "NCHW")) == "NHWC"
+            # forward_intermediates gives NCHW maps whatever the model's own output format
+            channels_last = self.cfg.local_stage is None and str(getattr(self.backbone, "output_fmt", "NCHW")) == "NHWC"
             local = feats.flatten(1, 2) if channels_last else feats.flatten(2).transpose(1, 2)
         elif feats.dim() == 3:
             local = feats

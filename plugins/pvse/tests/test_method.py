@@ -179,8 +179,11 @@ def test_shapes_recipe_matches_vse_shapes_outside_the_pvse_parts() -> None:
         pytest.skip("recipes/vse_shapes.yaml not written yet")
     vse, pvse = (yaml.safe_load(p.read_text()) for p in (vse_path, RECIPES / "pvse_shapes.yaml"))
     assert pvse["data"] == vse["data"] and pvse["train"] == vse["train"] and pvse["eval"] == vse["eval"]
-    for key in ("embed_dim", "image_encoder", "text_encoder"):
+    for key in ("embed_dim", "text_encoder"):
         assert pvse["method"][key] == vse["method"][key], key
+    # the same image encoder, with the heads' cells taken from the 4 x 4 stride-16 stage
+    image = dict(pvse["method"]["image_encoder"])
+    assert image.pop("local_stage") == 3 and image == vse["method"]["image_encoder"]
 
 
 def test_coco_recipe_fine_tunes_cnn_and_word_embeddings() -> None:

@@ -6,6 +6,7 @@ from pydantic import Field
 
 from xmodalzoo.plugin_api import (
     ComponentConfig, Embedding, Loss, LossContext, LossOutput, PointEmbedding, SetEmbedding, TripletConfig, TripletLoss,
+    laplacian_kernel, mmd,
 )
 
 
@@ -26,25 +27,6 @@ def diversity(residuals: torch.Tensor) -> torch.Tensor:
     gram = residuals @ residuals.transpose(1, 2)
     eye = torch.eye(k, dtype=gram.dtype, device=gram.device)
     return torch.linalg.matrix_norm(gram - eye, ord="fro").mean() / k**2
-
-
-def laplacian_kernel(x: torch.Tensor, y: torch.Tensor, gamma: float) -> torch.Tensor:
-    """exp(−γ‖x_i − y_j‖₂) for rows x (P, D) and y (Q, D); a zero distance has zero gradient."""
-    d2 = (x.square().sum(1)[:, None] + y.square().sum(1)[None, :] - 2 * x @ y.t()).clamp(min=0)
-    # sqrt has an infinite slope at 0 (x compared with itself): use 0 there, as torch.cdist does
-    tiny = torch.finfo(d2.dtype).eps
-    nonzero = d2 > tiny
-    dist = torch.where(nonzero, d2.clamp(min=tiny).sqrt(), torch.zeros_like(d2))
-    return torch.exp(-gamma * dist)
-
-
-def mmd(x: torch.Tensor, y: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Biased MMD estimate mean k(x, x') − 2 mean k(x, y) + mean k(y, y') (all pairs, self-pairs included)."""
-    return (
-        laplacian_kernel(x, x, gamma).mean()
-        - 2 * laplacian_kernel(x, y, gamma).mean()
-        + laplacian_kernel(y, y, gamma).mean()
-    )
 
 
 def _vectors(emb: Embedding, role: str) -> torch.Tensor:
