@@ -125,6 +125,11 @@ def test_same_image_captions_are_positives_never_negatives_hardest_by_hand() -> 
     summed_t2i = h(m + s[2][0] - s[0][0]) + h(m + s[2][1] - s[1][1]) + h(m + s[0][2] - s[2][2]) + h(m + s[1][2] - s[2][2])
     got = warm(PointEmbedding(IMAGES), PointEmbedding(TEXTS), LossContext(POSITIVES, None, epoch=0)).loss.item()
     assert got == pytest.approx(summed_i2t + summed_t2i, abs=1e-12)
+    # negatives: all sums over every negative in every epoch (VSE0)
+    every = HREMLoss(HREMLossConfig(negatives="all"))
+    assert every.anchors() == "diagonal"
+    got = every(PointEmbedding(IMAGES), PointEmbedding(TEXTS), LossContext(POSITIVES, None, epoch=5)).loss.item()
+    assert got == pytest.approx(summed_i2t + summed_t2i, abs=1e-12)
 
 
 def test_distance_weighted_loss_by_hand_when_at_most_one_candidate_is_left() -> None:

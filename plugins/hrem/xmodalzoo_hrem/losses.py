@@ -22,12 +22,14 @@ class HREMLossConfig(ComponentConfig):
     """Options of the HREM loss (defaults: the released code, Flickr30K)."""
 
     margin: float = Field(0.2, ge=0, description="triplet margin")
-    negatives: Literal["distance_weighted", "hardest"] = Field(
-        "distance_weighted", description="one negative per anchor sampled by distance (released default) or the hardest")
+    negatives: Literal["distance_weighted", "hardest", "all"] = Field(
+        "distance_weighted",
+        description="one negative per anchor sampled by distance (released default), the hardest, or the sum over all "
+        "negatives (the released vse loss without max_violation, VSE0)")
     anchors: Literal["auto", "diagonal", "all_positives"] = Field(
         "auto",
         description="anchor pairs: every same-image pair, or only each caption's own pair; auto = what the released "
-        "code does for the chosen negatives (distance_weighted: all_positives, hardest: diagonal)",
+        "code does for the chosen negatives (distance_weighted: all_positives; hardest and all: diagonal)",
     )
     dw_dim: int = Field(512, ge=4, description="distance weighting: the dimension n in q(d) (512 in the released code)")
     dw_cutoff: float = Field(0.5, gt=0, description="distance weighting: distances are clipped below at this value")
@@ -94,7 +96,8 @@ class HREMLoss(Loss):
                 total = total + distance_weighted_triplet(s, pos, anchors, c.margin, c.dw_dim, c.dw_cutoff,
                                                           c.dw_nonzero_cutoff, c.dw_no_negative)
             else:
-                total = total + hardest_triplet(s, pos, anchors, c.margin, epoch < c.hardest_warmup_epochs)
+                summed = c.negatives == "all" or epoch < c.hardest_warmup_epochs
+                total = total + hardest_triplet(s, pos, anchors, c.margin, summed)
         return total
 
     def forward(self, image: Embedding, text: Embedding, ctx: LossContext) -> LossOutput:
