@@ -47,3 +47,28 @@ def minilm_folder() -> Path | None:
         return None
     folder = Path(spec.origin).parent / "model"
     return folder if (folder / "config.json").is_file() else None
+
+
+def tiny_recipe(tmp_path: Path, **train: Any) -> Any:
+    """A tiny hrem recipe on 64-px shapes (96 training images), ``train`` updating its train section."""
+    from xmodalzoo.recipe import validate_recipe
+
+    return validate_recipe({
+        "name": "hrem_tiny", "seed": 0, "output_dir": str(tmp_path / "runs"),
+        "data": {"type": "shapes", "image_size": 64, "train_size": 96, "val_size": 40, "test_size": 40},
+        "method": {
+            "type": "hrem", "embed_dim": 32,
+            "image_encoder": {"type": "timm", "model": "test_convnext", "pretrained": False, "image_size": 64,
+                              "transform": {"train_crop": "resize_random", "resize_ratio": 1.0}},
+            "text_encoder": {"type": "bigru", "word_dim": 32, "hidden_dim": 32, "combine": "mean"},
+            "image_head": {"type": "hrem_fragments", "projection": "linear_mlp", "num_heads": 4},
+            "text_head": {"type": "hrem_fragments", "projection": "linear", "num_heads": 4},
+            "batch_module": {"type": "hrem_relation", "warmup_steps": 3, "num_heads": 4, "topk": 4},
+            # as recipes/hrem_shapes.yaml: one distance-weighted negative per anchor learns too slowly here
+            "loss": {"type": "hrem", "negatives": "all"},
+        },
+        "train": {"epochs": 2, "batch_size": 32, "sampler": {"type": "random_captions"},
+                  "optimizer": {"name": "adamw", "lr": 2e-3}, "scheduler": {"name": "cosine", "warmup": 1},
+                  "log_every": 1, **train},
+        "eval": {"batch_size": 64, "protocols": ["full"]},
+    })

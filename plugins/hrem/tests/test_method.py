@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from hrem_testing import tiny_recipe
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -19,7 +20,7 @@ from xmodalzoo.eval.evaluate import evaluate
 from xmodalzoo.hub.folder import WEIGHTS, load_model
 from xmodalzoo.method import build, build_loss
 from xmodalzoo.plugins import discover
-from xmodalzoo.recipe import load_recipe, validate_recipe
+from xmodalzoo.recipe import load_recipe
 from xmodalzoo.registry import REGISTRY
 from xmodalzoo.train.trainer import Trainer
 from xmodalzoo_hrem.instance import InstanceRelationModule
@@ -88,28 +89,6 @@ def test_shapes_recipe_matches_vse_shapes_in_data_encoders_and_schedule() -> Non
     ablation = load_recipe(RECIPES / "hrem_shapes.yaml", ["method.batch_module=null"])
     assert ablation.method.batch_module is None
     assert load_recipe(RECIPES / "hrem_shapes.yaml").method.batch_module.type == "hrem_relation"
-
-
-def tiny_recipe(tmp_path: Path, **train: Any) -> Any:
-    return validate_recipe({
-        "name": "hrem_tiny", "seed": 0, "output_dir": str(tmp_path / "runs"),
-        "data": {"type": "shapes", "image_size": 64, "train_size": 96, "val_size": 40, "test_size": 40},
-        "method": {
-            "type": "hrem", "embed_dim": 32,
-            "image_encoder": {"type": "timm", "model": "test_convnext", "pretrained": False, "image_size": 64,
-                              "transform": {"train_crop": "resize_random", "resize_ratio": 1.0}},
-            "text_encoder": {"type": "bigru", "word_dim": 32, "hidden_dim": 32, "combine": "mean"},
-            "image_head": {"type": "hrem_fragments", "projection": "linear_mlp", "num_heads": 4},
-            "text_head": {"type": "hrem_fragments", "projection": "linear", "num_heads": 4},
-            "batch_module": {"type": "hrem_relation", "warmup_steps": 3, "num_heads": 4, "topk": 4},
-            # as recipes/hrem_shapes.yaml: one distance-weighted negative per anchor learns too slowly here
-            "loss": {"type": "hrem", "negatives": "all"},
-        },
-        "train": {"epochs": 2, "batch_size": 32, "sampler": {"type": "random_captions"},
-                  "optimizer": {"name": "adamw", "lr": 2e-3}, "scheduler": {"name": "cosine", "warmup": 1},
-                  "log_every": 1, **train},
-        "eval": {"batch_size": 64, "protocols": ["full"]},
-    })
 
 
 @pytest.fixture

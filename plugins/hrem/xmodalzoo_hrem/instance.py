@@ -76,11 +76,15 @@ class InstanceRelationModule(BatchModule):
         """(2B, D) transformer outputs for the (2B, D) nodes under the graph's attention bias."""
         scale = self.cfg.relevance_scale
         x = nodes[None]
+
+        def bias(*blocks: str) -> torch.Tensor:  # the attention mask must have the queries' dtype (autocast)
+            return graph.attention_bias(scale, blocks or ("i2i", "i2t", "t2i", "t2t")).to(x.dtype)
+
         if self.cfg.mechanism == "fusion":
-            x = self.gnn(x, mask=graph.attention_bias(scale))
+            x = self.gnn(x, mask=bias())
         else:
-            x = self.cross(x, mask=graph.attention_bias(scale, ("i2t", "t2i")))
-            x = self.intra(x, mask=graph.attention_bias(scale, ("i2i", "t2t")))
+            x = self.cross(x, mask=bias("i2t", "t2i"))
+            x = self.intra(x, mask=bias("i2i", "t2t"))
         return x[0]
 
     def forward(self, image: Any, text: Any, batch: Batch) -> dict[str, Any]:
