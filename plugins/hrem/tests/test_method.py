@@ -179,3 +179,12 @@ def test_loss_and_module_are_built_from_the_method_config() -> None:
     discover()
     cfg = resolve_config(REGISTRY.get("method", "hrem").config).model_validate({"batch_module": None})
     assert build_loss(cfg).cfg.negatives == "distance_weighted" and cfg.batch_module is None
+
+
+def test_attention_heads_that_do_not_divide_embed_dim_fail_validation_in_one_line(tmp_path: Path) -> None:
+    from xmodalzoo.cli import main
+
+    assert main(["validate", str(RECIPES / "hrem_shapes.yaml"), "--set", "method.embed_dim=250"]) == 2
+    assert main(["validate", str(RECIPES / "hrem_shapes.yaml"), "--set", "method.embed_dim=128"]) == 0
+    with pytest.raises(Exception, match=r"batch_module.num_heads \(5\) must divide embed_dim \(256\)"):
+        load_recipe(RECIPES / "hrem_shapes.yaml", ["method.batch_module.num_heads=5"])

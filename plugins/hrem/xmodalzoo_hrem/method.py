@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from xmodalzoo.plugin_api import Component, Method, MethodConfig, assemble_method
 
@@ -38,6 +38,20 @@ class HREMConfig(MethodConfig):
     loss: Component["loss"] = Field({"type": "hrem"}, description="distance-weighted triplet (+ enhanced terms and KL)")
     batch_module: Optional[Component["batch_module"]] = Field(
         {"type": "hrem_relation"}, description="training-only instance-level relation module (null: the ablation)")
+
+    @model_validator(mode="after")
+    def _heads_divide_embed_dim(self) -> "HREMConfig":
+        """Attention heads must divide embed_dim: say so when the recipe is validated, not at build time."""
+        parts = {"image_head": ("hrem_fragments", 16), "text_head": ("hrem_fragments", 16),
+                 "batch_module": ("hrem_relation", 16)}
+        for field, (kind, default) in parts.items():
+            part = getattr(self, field)
+            options = part.model_dump() if hasattr(part, "model_dump") else dict(part or {})
+            if options.get("type") == kind:
+                heads = options.get("num_heads", default)
+                if isinstance(heads, int) and heads > 0 and self.embed_dim % heads:
+                    raise ValueError(f"{field}.num_heads ({heads}) must divide embed_dim ({self.embed_dim})")
+        return self
 
 
 def build_hrem(cfg: HREMConfig, *, train_captions: Sequence[str] | None = None, tokenizer: Any = None) -> Method:
