@@ -8,7 +8,14 @@ per micro-batch, ``train.grad_accum`` of them) + ``Trainer.optimizer_step`` (cli
 optimizer, scheduler): exactly what ``zoo train`` runs per optimizer step.  Two measurements:
 
 * **model only**: micro-batches loaded once and kept in memory on the device;
-* **with data loading**: batches drawn from the training loader while timing (``train.num_workers``).
+* **with data loading**: batches drawn from the training loader while timing (``train.num_workers``);
+* **batch module share** (methods with a training-only ``batch_module``, e.g. HREM's relation graph):
+  steps with the module on and off alternate on the same in-memory batches; the share is
+  1 − median(off) / median(on): what the module (forward, backward, and the loss terms it feeds)
+  adds to a step.
+
+The trainer's step counter starts at the batch module's warm-up (``--step`` to change), so the
+module is on in the first two measurements.
 
 Each optimizer step is timed on its own (CUDA synchronised); the **median** step time is reported,
 with samples/s = captions per optimizer step / median, so a noisy host does not dominate.
@@ -16,6 +23,8 @@ with samples/s = captions per optimizer step / median, so a noisy host does not 
     python benchmarks/train_throughput.py recipes/vse_shapes.yaml
     python benchmarks/train_throughput.py recipes/vse_shapes.yaml --device cuda --set train.precision=bf16
     python benchmarks/train_throughput.py recipes/vse_shapes.yaml --set data.train_size=200 --steps 3
+    python benchmarks/train_throughput.py recipes/hrem_shapes.yaml                                # graph share
+    python benchmarks/train_throughput.py recipes/hrem_shapes.yaml --set method.batch_module=null # without it
 """
 from __future__ import annotations
 
@@ -54,6 +63,26 @@ def timed_steps(trainer: Trainer, micro_batches: Iterable[Any], steps: int, warm
     return times, sizes
 
 
+def batch_module_share(trainer: Trainer, micro_batches: list[Any], steps: int,
+                       sync: Callable[[], None]) -> tuple[list[float], list[float]]:
+    """Seconds of ``steps`` optimizer steps with the batch module on and of as many with it off,
+    alternating on/off on the same cached micro-batches (so a noisy host affects both alike)."""
+    module = trainer.method.batch_module
+    saved = module.warmup_steps
+    accum = trainer.cfg.grad_accum
+    on, off = [], []
+    try:
+        for k in range(steps):
+            start = (k * accum) % max(1, len(micro_batches) - accum + 1)
+            chunk = micro_batches[start:start + accum]
+            for active, bucket in ((True, on), (False, off)):
+                module.warmup_steps = 0 if active else 1 << 62  # the trainer's set_step switches it
+                bucket += timed_steps(trainer, chunk, 1, 0, sync)[0]
+    finally:
+        module.warmup_steps = saved
+    return on, off
+
+
 def epochs_of_batches(trainer: Trainer, first_epoch: int) -> Iterable[Any]:
     """Training-loader batches without end: epoch after epoch (a small train split is reused)."""
     for epoch in itertools.count(first_epoch):
@@ -82,6 +111,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2, help="untimed optimizer steps first")
     ap.add_argument("--epoch", type=int, default=1,
                     help="1-based training epoch to imitate (e.g. 2: after a one-epoch loss warm-up)")
+    ap.add_argument("--step", type=int, default=None,
+                    help="optimizer steps done before timing (default: the batch module's warm-up, so it is on; else 0)")
     args = ap.parse_args()
 
     overrides = list(args.overrides) + ([f"train.device={args.device}"] if args.device else [])
@@ -92,6 +123,8 @@ def main() -> None:
         trainer.epoch = args.epoch - 1
         frozen = trainer.begin_epoch()  # as Trainer.train_epoch: frozen parameters get no backward
         device = trainer.device
+        module = trainer.method.batch_module
+        trainer.step = start_step = args.step if args.step is not None else int(getattr(module, "warmup_steps", 0) or 0)
 
         def sync() -> None:
             if device.type == "cuda":
@@ -100,6 +133,7 @@ def main() -> None:
         need = (args.warmup + args.steps) * trainer.cfg.grad_accum
         cached = [b.to(device) for b in itertools.islice(epochs_of_batches(trainer, trainer.epoch), need)]
         model_t, model_n = timed_steps(trainer, cached, args.steps, args.warmup, sync)
+        share = batch_module_share(trainer, cached, args.steps, sync) if module is not None else None
         del cached
         load_t, load_n = timed_steps(trainer, epochs_of_batches(trainer, trainer.epoch + 1), args.steps,
                                      args.warmup, sync)
@@ -109,9 +143,14 @@ def main() -> None:
         print(f"{recipe.name or args.recipe}: device {device}, batch {cfg.batch_size} x grad_accum {cfg.grad_accum}, "
               f"{cfg.optimizer.name} lr {cfg.optimizer.lr:g}, precision {precision}, num_workers {cfg.num_workers}, "
               f"torch threads {torch.get_num_threads()}, epoch {args.epoch}"
-              + (f" ({len(frozen)} parameter tensors frozen)" if frozen else ""))
+              + (f" ({len(frozen)} parameter tensors frozen)" if frozen else "")
+              + (f", batch module {type(module).__name__} from step {start_step}" if module is not None else ""))
         print(summary("model step only:", model_t, model_n))
         print(summary("with data loading:", load_t, load_n))
+        if share is not None:
+            on, off = statistics.median(share[0]), statistics.median(share[1])
+            print(f"  {'batch module share:':<20} {1 - off / on:8.1%} of a step   (median on {on * 1000:.1f} ms, "
+                  f"off {off * 1000:.1f} ms, alternating; {len(share[0])} steps each)")
 
 
 if __name__ == "__main__":
