@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import torch
-import yaml
 from hrem_testing import tiny_recipe
 from safetensors import safe_open
 from safetensors.torch import load_file
