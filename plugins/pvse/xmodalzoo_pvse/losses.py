@@ -1,21 +1,25 @@
 """PVSE's loss: hinge triplet on the MIL similarity, plus diversity and MMD regularisers (K > 1)."""
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from pydantic import Field
 
-from xmodalzoo.config import ComponentConfig
 from xmodalzoo.embeddings import Embedding, PointEmbedding, SetEmbedding
 from xmodalzoo.losses.base import Loss, LossContext, LossOutput
 from xmodalzoo.losses.triplet import TripletConfig, TripletLoss
 
 
-class PVSELossConfig(ComponentConfig):
-    """Options of the PVSE loss."""
+class PVSELossConfig(TripletConfig):
+    """Options of the PVSE loss: the core triplet loss's options with PVSE's defaults, plus the regularisers."""
 
     margin: float = Field(0.1, ge=0, description="hinge margin of the triplet loss")
-    hardest: bool = Field(True, description="hardest negative in the batch (VSE++); else sum over negatives")
-    warmup_epochs: int = Field(0, ge=0, description="epochs that use the sum over all negatives first")
+    negatives: Literal["sum", "mean", "mean_all"] = Field(
+        "mean_all",
+        description="all-negatives reduction (hardest false, or during a warm-up): mean_all is the official PVSE "
+        "loss (the B × B hinge matrix averaged, its zeroed diagonal included); sum is B times larger",
+    )
     diversity_weight: float = Field(0.1, ge=0, description="weight of ‖R Rᵀ − I‖_F / K² on the residuals")
     mmd_weight: float = Field(0.01, ge=0, description="weight of the image/text MMD")
     mmd_gamma: float = Field(0.5, gt=0, description="γ of the kernel exp(−γ‖x − y‖₂) (distance not squared)")
@@ -30,12 +34,13 @@ def diversity(residuals: torch.Tensor) -> torch.Tensor:
 
 
 def laplacian_kernel(x: torch.Tensor, y: torch.Tensor, gamma: float) -> torch.Tensor:
-    """exp(−γ‖x_i − y_j‖₂) for rows x (P, D) and y (Q, D); a zero distance has zero gradient."""
-    d2 = (x.square().sum(1)[:, None] + y.square().sum(1)[None, :] - 2 * x @ y.t()).clamp(min=0)
-    # sqrt has an infinite slope at 0 (x compared with itself): use 0 there, as torch.cdist does
-    tiny = torch.finfo(d2.dtype).eps
-    nonzero = d2 > tiny
-    dist = torch.where(nonzero, d2.clamp(min=tiny).sqrt(), torch.zeros_like(d2))
+    """exp(−γ‖x_i − y_j‖₂) for rows x (P, D) and y (Q, D): the distance itself, not its square.
+
+    Distances come from explicit differences (``torch.cdist`` without its matmul shortcut), so an
+    element compared with itself is exactly 0 apart and gets kernel 1 and zero gradient; the
+    ‖x‖² + ‖y‖² − 2x·y expansion leaves float32 rounding of ~1e-3 in such a distance.
+    """
+    dist = torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist")
     return torch.exp(-gamma * dist)
 
 
@@ -77,9 +82,7 @@ class PVSELoss(Loss):
     def __init__(self, cfg: PVSELossConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.triplet = TripletLoss(
-            TripletConfig(margin=cfg.margin, hardest=cfg.hardest, warmup_epochs=cfg.warmup_epochs, reduction="mean")
-        )
+        self.triplet = TripletLoss(TripletConfig(**cfg.model_dump(include=set(TripletConfig.model_fields))))
 
     def forward(self, image: Embedding, text: Embedding, ctx: LossContext) -> LossOutput:
         img, txt = _vectors(image, "image"), _vectors(text, "text")
