@@ -2,7 +2,8 @@
 
 Convention used everywhere in this plugin: a head outputs ``logvar`` = log σ² (the PCME++ choice),
 so σ = exp(logvar / 2).  (The official PCME code samples with exp(log σ) as a std but treats the same
-tensor as a log-variance in its KL; a converted PCME checkpoint needs ``logvar = 2 · logsigma``.)
+tensor as a log-variance in its KL; a converted PCME checkpoint needs ``logvar = 2 · logsigma``, and
+``kl_to_standard_normal(..., form="official")`` reproduces that KL.)
 """
 from __future__ import annotations
 
