@@ -1,8 +1,10 @@
 """A markdown table of finished runs' test results (for docs/results.md).
 
 Reads ``eval_results.json`` of each run directory (written by ``zoo train`` at the end, or by
-``zoo eval``) and prints one row per run: R@1/5/10 in both directions, RSUM, R-Precision and PMRP
-(mean over ζ ∈ {0, 1, 2}) when the dataset provides them.
+``zoo eval``) and prints one row per run: R@1/5/10 in both directions, RSUM, the mean recall of each
+direction (VSE∞'s ``ar`` = mean of i2t R@1/5/10 and ``ari`` for t2i; derived from the recalls for results
+files written before they were stored), R-Precision and PMRP (mean over ζ ∈ {0, 1, 2}) when the dataset
+provides them.
 
     python benchmarks/results_table.py runs/vse_shapes runs/pvse_shapes runs/pcme_shapes [--protocol full]
 
@@ -18,9 +20,23 @@ from pathlib import Path
 COLUMNS = [
     ("i2t R@1", "i2t_r1"), ("i2t R@5", "i2t_r5"), ("i2t R@10", "i2t_r10"),
     ("t2i R@1", "t2i_r1"), ("t2i R@5", "t2i_r5"), ("t2i R@10", "t2i_r10"), ("RSUM", "rsum"),
+    ("i2t mR", "ar"), ("t2i mR", "ari"),
     ("i2t R-P", "r_precision_i2t"), ("t2i R-P", "r_precision_t2i"),
     ("i2t PMRP", "pmrp_i2t"), ("t2i PMRP", "pmrp_t2i"),
 ]
+
+
+MEAN_RECALL = {"ar": "i2t", "ari": "t2i"}
+
+
+def with_mean_recalls(values: dict[str, float]) -> dict[str, float]:
+    """``values`` with ``ar`` / ``ari`` (the mean of R@1, R@5, R@10 per direction) where they are missing."""
+    out = dict(values)
+    for key, direction in MEAN_RECALL.items():
+        recalls = [values.get(f"{direction}_r{k}") for k in (1, 5, 10)]
+        if key not in out and all(r is not None for r in recalls):
+            out[key] = sum(recalls) / 3  # type: ignore[arg-type]
+    return out
 
 
 def row(run_dir: Path, protocol: str) -> str:
@@ -30,7 +46,7 @@ def row(run_dir: Path, protocol: str) -> str:
     results = json.loads(path.read_text())
     if protocol not in results:
         raise SystemExit(f"{path}: no {protocol!r} protocol (has {[k for k in results if k != 'meta']})")
-    values = results[protocol]
+    values = with_mean_recalls(results[protocol])
     cells = [f"{values[key]:.1f}" if key in values else "–" for _, key in COLUMNS]
     return f"| {run_dir.name} | " + " | ".join(cells) + " |"
 

@@ -3,7 +3,8 @@
 ``build(n, m, d, device)`` makes random Gaussian embeddings (unit-norm means, σ² around e^-4) and the
 similarity; ``loop(sim, query, gallery, n_queries)`` is the per-query evaluation of the official code:
 the gallery's samples are drawn once, then for each query its J samples are drawn, the J × (M·J)
-distances computed, the sigmoids averaged over the J² sample pairs and the row argsorted.
+distances sqrt(‖z − z'‖² + 1e-6) computed, the official probabilities e^s / (e^s + e^−s) averaged over
+the J² sample pairs and the row argsorted.
 """
 from __future__ import annotations
 
@@ -37,8 +38,9 @@ def loop_match_prob(sim: MatchProb, query: GaussianEmbedding, gallery: GaussianE
     a, b = sim.scale, sim.shift
     for i in range(n_queries):
         query_z = draw_samples(query[i], J, gen)[0]  # (J, D)
-        dist = torch.cdist(query_z, gallery_z)  # (J, M·J)
-        prob = torch.sigmoid(-a * dist + b).view(J, len(gallery), J).mean(dim=(0, 2))
+        dist = (torch.cdist(query_z, gallery_z).pow(2) + 1e-6).sqrt()  # (J, M·J)
+        logits = -a * dist + b
+        prob = (logits.exp() / (logits.exp() + (-logits).exp())).view(J, len(gallery), J).mean(dim=(0, 2))
         torch.argsort(prob, descending=True)
 
 

@@ -114,6 +114,9 @@ def fold_metrics(
         for key, value in M.recall_summary(ranks[direction], RECALL_KS).items():
             out[f"{direction}_{key}"] = value
     out["rsum"] = sum(out[f"{d}_r{k}"] for d in ("i2t", "t2i") for k in RECALL_KS)
+    # per-direction mean recall, as VSE∞'s evaluation reports it: ar (i2t) and ari (t2i)
+    out["ar"] = float(np.mean([out[f"i2t_r{k}"] for k in RECALL_KS]))
+    out["ari"] = float(np.mean([out[f"t2i_r{k}"] for k in RECALL_KS]))
     pos = None if targets.positives is None else targets.positives.to(device).bool()
     labelled = targets.image_labels is not None and targets.caption_labels is not None and len(zetas) > 0
     img_lab, cap_lab = targets.image_labels, targets.caption_labels

@@ -15,20 +15,25 @@ META_KEY = "meta"
 
 
 #: table columns: (header, metric key suffix) — keys are ``{direction}_{suffix}`` or ``{suffix}_{direction}``
-COLUMNS = (("R@1", "r1"), ("R@5", "r5"), ("R@10", "r10"), ("medr", "medr"), ("meanr", "meanr"),
-           ("R-Prec", "r_precision"), ("mAP@R", "map_at_r"), ("PMRP", "pmrp"))
+#: (or a name of :data:`DIRECTION_KEYS`)
+COLUMNS = (("R@1", "r1"), ("R@5", "r5"), ("R@10", "r10"), ("mR", "mean_recall"), ("medr", "medr"),
+           ("meanr", "meanr"), ("R-Prec", "r_precision"), ("mAP@R", "map_at_r"), ("PMRP", "pmrp"))
 DIRECTIONS = (("i2t", "i→t"), ("t2i", "t→i"))
+#: per-direction metrics whose keys follow no direction pattern: VSE∞'s mean recalls ``ar`` and ``ari``
+DIRECTION_KEYS = {("i2t", "mean_recall"): "ar", ("t2i", "mean_recall"): "ari"}
 #: meta keys only training knows (the best epoch on val); re-evaluating a run keeps them
 TRAINING_META_KEYS = ("best_epoch", "best_val_rsum")
 
 
 def _value(values: Mapping[str, Any], direction: str, suffix: str) -> Any:
+    if (direction, suffix) in DIRECTION_KEYS:
+        return values.get(DIRECTION_KEYS[direction, suffix])
     return values.get(f"{direction}_{suffix}", values.get(f"{suffix}_{direction}"))
 
 
 def results_table(results: Mapping[str, Any], title: str | None = None) -> Table:
-    """One row per protocol and direction (``i→t`` image→text, ``t→i`` text→image) with R@K, ranks,
-    R-Precision, mAP@R, PMRP, plus RSUM.
+    """One row per protocol and direction (``i→t`` image→text, ``t→i`` text→image) with R@K, the mean
+    of the three (``mR``: ``ar`` / ``ari``), ranks, R-Precision, mAP@R, PMRP, plus RSUM.
 
     Columns no protocol has are left out; values to one decimal (median ranks whole, mean ranks from
     1,000 up whole), ``-`` where undefined.  Compact (no vertical rules, short labels): every column
@@ -37,7 +42,8 @@ def results_table(results: Mapping[str, Any], title: str | None = None) -> Table
     rows = [(p, v) for p, v in results.items() if p != META_KEY and isinstance(v, Mapping)]
     present = [(h, s) for h, s in COLUMNS
                if any(_value(v, d, s) is not None for _, v in rows for d, _ in DIRECTIONS)]
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    # one space between columns (no cell padding; the box's blank divider): every column fits in 80
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=0)
     table.add_column("protocol", style="bold", no_wrap=True)
     table.add_column("dir", no_wrap=True)
     for header, _ in present:

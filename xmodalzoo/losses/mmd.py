@@ -5,18 +5,14 @@ import torch
 
 
 def laplacian_kernel(x: torch.Tensor, y: torch.Tensor, gamma: float) -> torch.Tensor:
-    """exp(−γ‖x_i − y_j‖₂) for rows x (P, D) and y (Q, D) -> (P, Q); a zero distance has zero gradient.
+    """exp(−γ‖x_i − y_j‖₂) for rows x (P, D) and y (Q, D) -> (P, Q): the distance itself, not its square
+    (the kernel of the official PVSE and DivE code, ``exp(-γ·cdist)``).
 
-    The distance is not squared (the kernel of the official PVSE and DivE code, ``exp(-γ·cdist)``).
+    Distances come from explicit differences (``torch.cdist`` without its matmul shortcut), so an
+    element compared with itself is exactly 0 apart and gets kernel 1 and zero gradient; the
+    ‖x‖² + ‖y‖² − 2x·y expansion leaves float32 rounding of ~1e-3 in such a distance.
     """
-    sq = x.square().sum(1)[:, None] + y.square().sum(1)[None, :]
-    d2 = (sq - 2 * x @ y.t()).clamp(min=0)
-    # ‖x‖² + ‖y‖² − 2x·y is only accurate to a few ulps of ‖x‖² + ‖y‖², and the sqrt magnifies that
-    # rounding (a point compared with itself would be 1e-4 away in float32): distances within it count
-    # as 0, which also avoids sqrt's infinite slope at 0 (torch.cdist gives 0 gradient there too)
-    eps = torch.finfo(d2.dtype).eps
-    nonzero = d2 > 8 * eps * sq
-    dist = torch.where(nonzero, d2.clamp(min=eps).sqrt(), torch.zeros_like(d2))
+    dist = torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist")
     return torch.exp(-gamma * dist)
 
 

@@ -46,6 +46,24 @@ def test_kl_matches_torch_distributions():
         kl_to_standard_normal(emb, "max")
 
 
+def test_official_kl_form_and_a_given_mean():
+    """form="official": −½ Σ (1 + ls − m² − e^ls) with ls = log σ = logvar / 2 (the official PCME code);
+    ``mean`` replaces μ as m."""
+    mu, lv = gaussian(3, 4, 6)
+    m = torch.randn(3, 4, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    emb = GaussianEmbedding(mu, lv)
+    want = sum(-0.5 * (1 + lv[i, d].item() / 2 - m[i, d].item() ** 2 - math.exp(lv[i, d].item() / 2))
+               for i in range(3) for d in range(4))
+    assert math.isclose(kl_to_standard_normal(emb, "sum", form="official", mean=m).item(), want, rel_tol=1e-12)
+    want_gaussian = sum(0.5 * (math.exp(lv[i, d].item()) + m[i, d].item() ** 2 - 1 - lv[i, d].item())
+                        for i in range(3) for d in range(4))
+    assert math.isclose(kl_to_standard_normal(emb, "sum", mean=m).item(), want_gaussian, rel_tol=1e-12)
+    with pytest.raises(ValueError, match="KL form"):
+        kl_to_standard_normal(emb, form="std")
+    with pytest.raises(ValueError, match="does not match"):
+        kl_to_standard_normal(emb, mean=m[:, :2])
+
+
 def test_csd_matches_brute_force():
     qm, ql = gaussian(3, 5, 2)
     gm, gl = gaussian(4, 5, 3)

@@ -12,6 +12,7 @@ from xmodalzoo_pcme.losses import (
     PCMEppLoss,
     PCMEppLossConfig,
     pseudo_positive_mask,
+    soft_contrastive_nll,
     uniformity,
 )
 from xmodalzoo_pcme.similarity import ClosedFormSampledDistance, CSDConfig, MatchProb, MatchProbConfig
@@ -32,51 +33,126 @@ def sigmoid(x):
     return 1.0 / (1.0 + torch.exp(-x))
 
 
-def ref_pcme_loss(mu_i, lv_i, mu_t, lv_t, eps_i, eps_t, a, b, beta, lam, reduction="sum"):
-    """Explicit loops over pairs, samples and dimensions."""
-    J, D = eps_i.shape[1], eps_i.shape[2]
+def official_distance(x, y):
+    """The official PCME sampled distance: sqrt(‖x − y‖² + 1e-6), by explicit differences."""
+    return torch.sqrt(((x - y) ** 2).sum() + 1e-6)
+
+
+def official_match(s):
+    """The official per-sample-pair probability of a match: e^s / (e^s + e^−s)."""
+    return torch.exp(s) / (torch.exp(s) + torch.exp(-s))
+
+
+def ref_kl(mu, lv, samples, vib_on, vib_kl, per_item):
+    """Σ over dimensions (and items, unless ``per_item``) of the VIB term, with explicit loops.
+
+    official: the official code's −½ Σ (1 + ls − m² − e^ls) with ls its log σ output (= logvar / 2);
+    gaussian: ½ Σ (σ² + m² − 1 − log σ²).  m = the mean of the item's samples, or μ.
+    """
+    n, d_count = mu.shape
+    total = 0.0
+    for i in range(n):
+        m = sum(samples[i]) / len(samples[i]) if vib_on == "samples" else mu[i]
+        for d in range(d_count):
+            if vib_kl == "official":
+                ls = lv[i, d] / 2
+                total = total - 0.5 * (1 + ls - m[d] ** 2 - torch.exp(ls))
+            else:
+                total = total + 0.5 * (torch.exp(lv[i, d]) + m[d] ** 2 - 1 - lv[i, d])
+    return total / n if per_item else total
+
+
+def ref_pcme_loss(mu_i, lv_i, mu_t, lv_t, eps_i, eps_t, a, b, beta, lam, reduction="sum",
+                  vib_on="samples", vib_kl="official"):
+    """Explicit loops over pairs, samples and dimensions, written from the official formulas."""
+    J = eps_i.shape[1]
     zi = [[mu_i[i] + torch.exp(0.5 * lv_i[i]) * eps_i[i, j] for j in range(J)] for i in range(len(mu_i))]
     zt = [[mu_t[t] + torch.exp(0.5 * lv_t[t]) * eps_t[t, j] for j in range(J)] for t in range(len(mu_t))]
     total = 0.0
     for i in range(len(zi)):
         for t in range(len(zt)):
-            p = sum(sigmoid(-a * torch.sqrt(((zi[i][j] - zt[t][k]) ** 2).sum()) + b)
+            p = sum(official_match(-a * official_distance(zi[i][j], zt[t][k]) + b)
                     for j in range(J) for k in range(J)) / J**2
             total = total - (torch.log(p) if POSITIVES[i, t] else torch.log(1 - p))
     # sum: the official objective, i2t and t2i each summed over all pairs, KL summed over items
     nll = 2 * total if reduction == "sum" else total / (len(zi) * len(zt))
-
-    def kl(mu, lv):
-        total_kl = sum(sum(0.5 * (torch.exp(lv[n, d]) + mu[n, d] ** 2 - 1 - lv[n, d]) for d in range(D))
-                       for n in range(len(mu)))
-        return total_kl if reduction == "sum" else total_kl / len(mu)
-
+    per_item = reduction != "sum"
+    kl = ref_kl(mu_i, lv_i, zi, vib_on, vib_kl, per_item) + ref_kl(mu_t, lv_t, zt, vib_on, vib_kl, per_item)
     points = [z for row in zi + zt for z in row]
     pair_terms = [torch.exp(-2 * ((points[u] - points[v]) ** 2).sum())
                   for u in range(len(points)) for v in range(u + 1, len(points))]
     unif = torch.log(sum(pair_terms) / len(pair_terms))
-    return nll + beta * (kl(mu_i, lv_i) + kl(mu_t, lv_t)) + lam * unif
+    return nll + beta * kl + lam * unif
 
 
-@pytest.mark.parametrize("beta,lam,reduction", [(0.0, 0.0, "sum"), (1e-2, 0.5, "sum"), (1e-2, 0.5, "mean")])
-def test_pcme_loss_values_and_gradients_match_brute_force(beta, lam, reduction):
+def draws(J, D, seed=2):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(3, J, D, generator=g, dtype=torch.float64),
+            torch.randn(5, J, D, generator=g, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("beta,lam,reduction,vib_on,vib_kl", [
+    (0.0, 0.0, "sum", "samples", "official"),
+    (1e-2, 0.5, "sum", "samples", "official"),
+    (1e-2, 0.5, "mean", "samples", "official"),
+    (1e-2, 0.0, "sum", "mean", "official"),
+    (1e-2, 0.0, "sum", "samples", "gaussian"),
+    (1e-2, 0.0, "mean", "mean", "gaussian"),
+])
+def test_pcme_loss_values_and_gradients_match_brute_force(beta, lam, reduction, vib_on, vib_kl):
     J, D = 3, 4
     sim = MatchProb(MatchProbConfig(num_samples=J, init_scale=2.0, init_shift=1.0)).double()
     mu_i, lv_i = leaves(3, D, 0)
     mu_t, lv_t = leaves(5, D, 1)
-    g = torch.Generator().manual_seed(2)
-    eps_i = torch.randn(3, J, D, generator=g, dtype=torch.float64)
-    eps_t = torch.randn(5, J, D, generator=g, dtype=torch.float64)
-    zi = mu_i[:, None] + (0.5 * lv_i).exp()[:, None] * eps_i
-    zt = mu_t[:, None] + (0.5 * lv_t).exp()[:, None] * eps_t
-    loss_fn = PCMELoss(PCMELossConfig(vib_weight=beta, uniformity_weight=lam, reduction=reduction))
-    out = loss_fn.from_samples(GaussianEmbedding(mu_i, lv_i), GaussianEmbedding(mu_t, lv_t), zi, zt, POSITIVES, sim)
-    ref = ref_pcme_loss(mu_i, lv_i, mu_t, lv_t, eps_i, eps_t, sim.scale, sim.shift, beta, lam, reduction)
+    eps_i, eps_t = draws(J, D)
+    img, txt = GaussianEmbedding(mu_i, lv_i), GaussianEmbedding(mu_t, lv_t)
+    zi, zt = sim.sample(img, eps=eps_i), sim.sample(txt, eps=eps_t)
+    loss_fn = PCMELoss(PCMELossConfig(vib_weight=beta, uniformity_weight=lam, reduction=reduction,
+                                      vib_on=vib_on, vib_kl=vib_kl))
+    out = loss_fn.from_samples(img, txt, zi, zt, POSITIVES, sim)
+    ref = ref_pcme_loss(mu_i, lv_i, mu_t, lv_t, eps_i, eps_t, sim.scale, sim.shift, beta, lam, reduction,
+                        vib_on, vib_kl)
     assert math.isclose(out.loss.item(), ref.item(), rel_tol=1e-10)
     params = (mu_i, lv_i, mu_t, lv_t, sim.logit.raw_scale, sim.logit.shift)
     for got, exp in zip(torch.autograd.grad(out.loss, params), torch.autograd.grad(ref, params)):
         assert torch.allclose(got, exp, rtol=1e-8, atol=1e-12)
     assert ("kl" in out.terms) == (beta > 0) and ("uniformity" in out.terms) == (lam > 0)
+
+
+def test_the_vib_options_change_the_term():
+    """The four VIB variants are four different numbers (each pinned above against the loops)."""
+    J, D = 3, 4
+    sim = MatchProb(MatchProbConfig(num_samples=J)).double()
+    mu, lv = leaves(3, D, 0)
+    eps, _ = draws(J, D)
+    emb = GaussianEmbedding(mu, lv)
+    z = sim.sample(emb, eps=eps)
+    values = {(on, kl): PCMELoss(PCMELossConfig(vib_on=on, vib_kl=kl)).vib(emb, z).item()
+              for on in ("samples", "mean") for kl in ("official", "gaussian")}
+    assert len({round(v, 9) for v in values.values()}) == 4, values
+
+
+def test_defaults_are_the_official_objective():
+    cfg = PCMELossConfig()
+    assert (cfg.reduction, cfg.vib_on, cfg.vib_kl, cfg.vib_weight, cfg.uniformity_weight) == \
+        ("sum", "samples", "official", 1e-5, 0.0)
+
+
+def test_soft_contrastive_nll_per_pair_values():
+    """reduction="none": −log p or −log(1 − p) of every pair, p the official mean of e^s / (e^s + e^−s)."""
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(3, 5, 2, 3, generator=g, dtype=torch.float64) * 2
+    per_pair = soft_contrastive_nll(logits, POSITIVES, reduction="none")
+    assert per_pair.shape == (3, 5)
+    for i in range(3):
+        for t in range(5):
+            p = sum(math.exp(s) / (math.exp(s) + math.exp(-s)) for s in logits[i, t].flatten().tolist()) / 6
+            want = -math.log(p) if POSITIVES[i, t] else -math.log(1 - p)
+            assert math.isclose(per_pair[i, t].item(), want, rel_tol=1e-12)
+    assert math.isclose(soft_contrastive_nll(logits, POSITIVES, "sum").item(), per_pair.sum().item(), rel_tol=1e-12)
+    assert math.isclose(soft_contrastive_nll(logits, POSITIVES, "mean").item(), per_pair.mean().item(), rel_tol=1e-12)
+    with pytest.raises(ValueError, match="reduction"):
+        soft_contrastive_nll(logits, POSITIVES, "max")
 
 
 def test_pcme_loss_is_stable_for_saturated_probabilities():
@@ -85,7 +161,8 @@ def test_pcme_loss_is_stable_for_saturated_probabilities():
     far = GaussianEmbedding(torch.full((1, 3), 10.0), torch.full((1, 3), -8.0))
     near = GaussianEmbedding(torch.zeros(1, 3, requires_grad=True), torch.full((1, 3), -8.0))
     out = PCMELoss(PCMELossConfig(vib_weight=0.0))(far, near, LossContext(torch.ones(1, 1, dtype=torch.bool), sim))
-    assert torch.isfinite(out.loss) and out.loss.item() > 200  # −log sigmoid(−15·17.3 + 15) ≈ 245
+    # two directions × −log sigmoid(2s), s = −15·‖(10, 10, 10)‖ + 15 ≈ −244.8: ≈ 2 × 489.6
+    assert torch.isfinite(out.loss) and math.isclose(out.loss.item(), 2 * 2 * (15 * math.sqrt(300) - 15), rel_tol=1e-2)
     (grad,) = torch.autograd.grad(out.loss, near.mean)
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
 

@@ -35,14 +35,29 @@ def batch(model):
     return Batch(torch.randn(2, 3, 32, 32), texts, torch.tensor([0, 1]), torch.arange(4), torch.tensor([0, 1, 1, 0]))
 
 
+def component(kind, value):
+    """A method config's component default, validated by its own config class (whose defaults apply)."""
+    value = value if isinstance(value, dict) else value.model_dump()
+    return REGISTRY.get(kind, value["type"]).validate(value)
+
+
 def test_defaults_are_the_published_ones():
     discover()
     pcme = REGISTRY.get("method", "pcme").validate({})
-    assert pcme.embed_dim == 1024 and pcme.similarity.num_samples == 7
-    assert pcme.similarity.init_scale == pcme.similarity.init_shift == 15.0
-    assert pcme.loss.model_dump(exclude_unset=True) == {"type": "pcme", "vib_weight": 1e-5, "uniformity_weight": 0.0}
+    sim = component("similarity", pcme.similarity)
+    assert pcme.embed_dim == 1024 and sim.num_samples == 7
+    assert sim.init_scale == sim.init_shift == 15.0  # the official negative_scale and shift (sigmoid(2s))
+    loss = component("loss", pcme.loss)
+    assert (loss.vib_weight, loss.uniformity_weight, loss.reduction, loss.vib_on, loss.vib_kl) == \
+        (1e-5, 0.0, "sum", "samples", "official")
+    image_encoder = component("image_encoder", pcme.image_encoder)
+    assert image_encoder.model == "resnet152" and image_encoder.transform.random_erasing == 0.2
+    text_encoder = component("text_encoder", pcme.text_encoder)
+    assert text_encoder.augment.style == "pcme" and text_encoder.global_feature == "last_token"
     pp = REGISTRY.get("method", "pcmepp").validate({})
-    assert pp.similarity.type == "csd" and pp.loss.pseudo_positive_weight == 0.1 and pp.loss.vib_weight == 1e-4
+    pp_sim, pp_loss = component("similarity", pp.similarity), component("loss", pp.loss)
+    assert pp_sim.init_scale == pp_sim.init_shift == 5.0
+    assert (pp_loss.pseudo_positive_weight, pp_loss.vib_weight, pp_loss.kl_reduction) == (0.1, 1e-4, "mean")
 
 
 @pytest.mark.parametrize("method,extra", [

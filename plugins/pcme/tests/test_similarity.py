@@ -13,13 +13,21 @@ from xmodalzoo_pcme.similarity import (
     MatchProbConfig,
     MeanCosine,
     inverse_softplus,
+    logit_state_from_official,
 )
+from xmodalzoo_pcme.gaussian import GaussianSamples
 
 
 def gaussian(n, d, seed, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
     mu = torch.nn.functional.normalize(torch.randn(n, d, generator=g, dtype=dtype), dim=-1)
     return GaussianEmbedding(mu, torch.randn(n, d, generator=g, dtype=dtype) * 0.5 - 2.0)
+
+
+def official_prob(x, y, a, b):
+    """The official PCME per-sample-pair probability, by hand: s = −a·sqrt(‖x − y‖² + 1e-6) + b, e^s / (e^s + e^−s)."""
+    s = -a * math.sqrt(sum((float(u) - float(v)) ** 2 for u, v in zip(x, y)) + 1e-6) + b
+    return math.exp(s) / (math.exp(s) + math.exp(-s))
 
 
 def ref_match_prob(zq, zg, a, b):
@@ -32,8 +40,7 @@ def ref_match_prob(zq, zg, a, b):
             acc = 0.0
             for s in range(j):
                 for t in range(j2):
-                    dist = math.sqrt(float(((zq[i, s].double() - zg[k, t].double()) ** 2).sum()))
-                    acc += 1.0 / (1.0 + math.exp(-(-a * dist + b)))
+                    acc += official_prob(zq[i, s].tolist(), zg[k, t].tolist(), a, b)
             out[i, k] = acc / (j * j2)
     return out
 
@@ -98,13 +105,73 @@ def test_match_prob_forward_modes():
     assert ((a > 0) & (a < 1)).all()
 
 
+def test_a_converted_official_checkpoint_gives_the_official_probability():
+    """negative_scale a = 15, shift b = 15 (the published COCO values, as an official checkpoint stores
+    them) loaded through the converter: the probability of one hand-computed pair of single samples."""
+    sim = MatchProb(MatchProbConfig(num_samples=1, init_scale=1.0, init_shift=0.0)).double().eval()
+    sim.logit.load_state_dict(logit_state_from_official(15.0, 15.0))
+    assert math.isclose(sim.scale.item(), 15.0, rel_tol=1e-12) and sim.shift.item() == 15.0
+    x, y = [0.6, 0.8, 0.0], [0.0, 0.6, 0.8]  # ‖x − y‖² = 0.36 + 0.04 + 0.64 = 1.04
+    s = -15.0 * math.sqrt(1.04 + 1e-6) + 15.0
+    want = math.exp(s) / (math.exp(s) + math.exp(-s))
+    assert 0.1 < want < 0.5  # a pair whose probability the sigmoid convention changes a lot
+    q = GaussianSamples(torch.tensor([[x]], dtype=torch.float64), torch.tensor([[1.0]], dtype=torch.float64))
+    g = GaussianSamples(torch.tensor([[y]], dtype=torch.float64), torch.tensor([[1.0]], dtype=torch.float64))
+    with torch.no_grad():
+        inplace = sim(q, g).item()
+    autograd = sim(q, g).item()  # the differentiable path
+    assert math.isclose(inplace, want, rel_tol=1e-12) and math.isclose(autograd, want, rel_tol=1e-12)
+    assert abs(want - 1.0 / (1.0 + math.exp(-s))) > 0.05  # the plain sigmoid of s would be far off
+
+
+def test_distance_is_the_official_one_at_zero_separation():
+    """A sample compared with itself: d = sqrt(0 + 1e-6) = 1e-3, not 0 (in both inference paths)."""
+    sim = MatchProb(MatchProbConfig(num_samples=1, init_scale=40.0, init_shift=0.5)).double().eval()
+    z = torch.tensor([[[0.3, -0.4, 1.2]]], dtype=torch.float64)
+    distances = sim.pair_distances(z, z)
+    assert distances.shape == (1, 1, 1, 1) and math.isclose(distances.item(), 1e-3, rel_tol=1e-9)
+    want = official_prob(z[0, 0].tolist(), z[0, 0].tolist(), 40.0, 0.5)
+    same = GaussianSamples(z, z.pow(2).sum(-1))
+    with torch.no_grad():
+        assert math.isclose(sim(same, same).item(), want, rel_tol=1e-9)
+    assert math.isclose(sim(same, same).item(), want, rel_tol=1e-9)
+
+
+def test_pair_distances_match_brute_force():
+    g = torch.Generator().manual_seed(4)
+    zq = torch.randn(2, 3, 5, generator=g, dtype=torch.float64)
+    zg = torch.randn(4, 2, 5, generator=g, dtype=torch.float64)
+    out = MatchProb(MatchProbConfig()).double().pair_distances(zq, zg)
+    assert out.shape == (2, 4, 3, 2)
+    for i in range(2):
+        for k in range(4):
+            for s in range(3):
+                for t in range(2):
+                    ref = math.sqrt(sum((zq[i, s, d].item() - zg[k, t, d].item()) ** 2 for d in range(5)) + 1e-6)
+                    assert math.isclose(out[i, k, s, t].item(), ref, rel_tol=1e-12)
+
+
+def test_sampler_takes_given_draws():
+    emb = gaussian(3, 4, 11, dtype=torch.float64)
+    eps = torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    z = MatchProb(MatchProbConfig(num_samples=7)).sample(emb, eps=eps)
+    assert z.shape == (3, 5, 4)  # J from eps
+    for i in range(3):
+        for j in range(5):
+            for d in range(4):
+                want = emb.mean[i, d].item() + math.exp(emb.logvar[i, d].item() / 2) * eps[i, j, d].item()
+                assert math.isclose(z[i, j, d].item(), want, rel_tol=1e-12)
+    with pytest.raises(ValueError, match="eps must be"):
+        MatchProb(MatchProbConfig()).sample(emb, eps=eps[:2])
+
+
 def test_pair_logits_values_and_gradients_match_brute_force():
     sim = MatchProb(MatchProbConfig(num_samples=2, init_scale=2.0, init_shift=0.5)).double()
     zq = torch.randn(2, 2, 3, dtype=torch.float64, requires_grad=True)
     zg = torch.randn(3, 2, 3, dtype=torch.float64, requires_grad=True)
     out = sim.pair_logits(zq, zg)
     ref = torch.stack([torch.stack([torch.stack([torch.stack([
-        -sim.scale * (zq[i, s] - zg[k, t]).pow(2).sum().sqrt() + sim.shift
+        -sim.scale * ((zq[i, s] - zg[k, t]).pow(2).sum() + 1e-6).sqrt() + sim.shift
         for t in range(2)]) for s in range(2)]) for k in range(3)]) for i in range(2)])
     assert out.shape == (2, 3, 2, 2) and torch.allclose(out, ref)
     w = torch.randn_like(out)

@@ -2,7 +2,8 @@
 
 Convention used everywhere in this plugin: a head outputs ``logvar`` = log σ² (the PCME++ choice),
 so σ = exp(logvar / 2).  (The official PCME code samples with exp(log σ) as a std but treats the same
-tensor as a log-variance in its KL; a converted PCME checkpoint needs ``logvar = 2 · logsigma``.)
+tensor as a log-variance in its KL; a converted PCME checkpoint needs ``logvar = 2 · logsigma``, and
+``kl_to_standard_normal(..., form="official")`` reproduces that KL.)
 """
 from __future__ import annotations
 
@@ -43,23 +44,52 @@ class GaussianSamples(Embedding):
 
 
 def draw_samples(
-    emb: GaussianEmbedding, num_samples: int, generator: torch.Generator | None = None
+    emb: GaussianEmbedding,
+    num_samples: int,
+    generator: torch.Generator | None = None,
+    eps: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(N, J, D) reparameterised samples z = μ + σ ⊙ ε, ε ~ N(0, I) (differentiable in μ and logvar)."""
+    """(N, J, D) reparameterised samples z = μ + σ ⊙ ε, ε ~ N(0, I) (differentiable in μ and logvar).
+
+    ``eps`` (N, J, D) supplies the standard-normal draws (then ``generator`` is unused), so that a
+    caller can reproduce a given set of samples exactly.
+    """
     mean, logvar = emb.mean, emb.logvar
-    eps = torch.randn(
-        (mean.shape[0], num_samples, mean.shape[1]), generator=generator, device=mean.device, dtype=mean.dtype
-    )
+    shape = (mean.shape[0], num_samples, mean.shape[1])
+    if eps is None:
+        eps = torch.randn(shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    elif tuple(eps.shape) != shape:
+        raise ValueError(f"eps must be (N, J, D) = {shape}, got {tuple(eps.shape)}")
+    else:
+        eps = eps.to(device=mean.device, dtype=mean.dtype)
     return mean[:, None, :] + (0.5 * logvar)[:, None, :].exp() * eps
 
 
-def kl_to_standard_normal(emb: GaussianEmbedding, reduction: str = "sum_dims") -> torch.Tensor:
-    """KL(N(μ, σ²) ‖ N(0, I)) = ½ Σ_d (σ² + μ² − 1 − log σ²).
+def kl_to_standard_normal(
+    emb: GaussianEmbedding,
+    reduction: str = "sum_dims",
+    form: str = "gaussian",
+    mean: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """KL-to-N(0, I) regulariser of Gaussian embeddings.
 
+    ``form``: ``gaussian`` is the KL of the embedding's own N(m, σ²), ½ Σ_d (σ² + m² − 1 − log σ²);
+    ``official`` is the official PCME code's term, which feeds its log σ output into the log-variance
+    slot of that formula: ½ Σ_d (σ + m² − 1 − log σ) (the KL of N(m, σ) with variance σ).
+    ``mean`` (N, D) replaces μ as m, e.g. the mean of the drawn samples (the official PCME VIB).
     ``reduction``: ``sum`` sums over items and dimensions (the official PCME VIB); ``sum_dims`` sums
     over dimensions and averages over items; ``mean`` averages over items and dimensions (PCME++).
     """
-    per_dim = 0.5 * (emb.logvar.exp() + emb.mean.pow(2) - 1.0 - emb.logvar)
+    m = emb.mean if mean is None else mean
+    if m.shape != emb.logvar.shape:
+        raise ValueError(f"KL mean {tuple(m.shape)} does not match logvar {tuple(emb.logvar.shape)}")
+    if form == "gaussian":
+        log_v = emb.logvar
+    elif form == "official":
+        log_v = 0.5 * emb.logvar  # log σ, used as if it were log σ²
+    else:
+        raise ValueError(f"unknown KL form {form!r}; expected 'gaussian' or 'official'")
+    per_dim = 0.5 * (log_v.exp() + m.pow(2) - 1.0 - log_v)
     if reduction == "sum":
         return per_dim.sum()
     if reduction == "sum_dims":

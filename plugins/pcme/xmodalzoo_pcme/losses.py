@@ -19,24 +19,30 @@ from .similarity import ClosedFormSampledDistance, MatchProb
 
 
 def soft_contrastive_nll(
-    pair_logits: torch.Tensor, positives: torch.Tensor, reduction: Literal["sum", "mean"] = "mean"
+    pair_logits: torch.Tensor, positives: torch.Tensor, reduction: Literal["sum", "mean", "none"] = "mean"
 ) -> torch.Tensor:
-    """Sum (or mean) over all (B_i, B_t) pairs of −log p (matches) or −log(1 − p) (non-matches).
+    """−log p (matches) or −log(1 − p) (non-matches) for every (B_i, B_t) pair, summed, averaged or not.
 
-    ``pair_logits`` (B_i, B_t, J, J') holds ℓ = −a·d + b per sample pair; p = mean over the J·J'
-    sample pairs of sigmoid(ℓ), so log p = logsumexp(logsigmoid(ℓ)) − log(J·J') and
-    log(1 − p) = logsumexp(logsigmoid(−ℓ)) − log(J·J').  i2t and t2i are the same pairs: counted once.
+    ``pair_logits`` (B_i, B_t, J, J') holds s = −a·d + b per sample pair (:meth:`MatchProb.pair_logits`);
+    p = mean over the J·J' sample pairs of sigmoid(2s) (the official e^s / (e^s + e^−s)), so
+    log p = logsumexp(logsigmoid(2s)) − log(J·J') and log(1 − p) = logsumexp(logsigmoid(−2s)) − log(J·J').
+    ``reduction="none"`` returns the (B_i, B_t) per-pair values.  i2t and t2i are the same pairs:
+    counted once here.
     """
     if pair_logits.dim() != 4 or pair_logits.shape[:2] != positives.shape:
         raise ValueError(
             f"pair logits must be (B_i, B_t, J, J') matching positives {tuple(positives.shape)}, "
             f"got {tuple(pair_logits.shape)}"
         )
+    if reduction not in ("sum", "mean", "none"):
+        raise ValueError(f"unknown reduction {reduction!r}; expected 'sum', 'mean' or 'none'")
     log_count = math.log(pair_logits.shape[2] * pair_logits.shape[3])
-    flat = pair_logits.flatten(2)
-    log_p = torch.logsumexp(F.logsigmoid(flat), dim=-1) - log_count
-    log_not_p = torch.logsumexp(F.logsigmoid(-flat), dim=-1) - log_count
+    doubled = 2.0 * pair_logits.flatten(2)
+    log_p = torch.logsumexp(F.logsigmoid(doubled), dim=-1) - log_count
+    log_not_p = torch.logsumexp(F.logsigmoid(-doubled), dim=-1) - log_count
     nll = -torch.where(positives.bool(), log_p, log_not_p)
+    if reduction == "none":
+        return nll
     return nll.sum() if reduction == "sum" else nll.mean()
 
 
@@ -49,9 +55,9 @@ def uniformity(samples: torch.Tensor) -> torch.Tensor:
 
 
 class PCMELossConfig(ComponentConfig):
-    """Options of the PCME loss."""
+    """Options of the PCME loss (defaults: the official objective)."""
 
-    vib_weight: float = Field(1e-5, ge=0, description="β of KL(N(μ, σ²) ‖ N(0, I)) (COCO 1e-5, CUB 1e-3)")
+    vib_weight: float = Field(1e-5, ge=0, description="β of the VIB term, KL to N(0, I) (COCO 1e-5, CUB 1e-3)")
     uniformity_weight: float = Field(0.0, ge=0, description="λ of the uniformity loss over all samples (COCO 0, CUB 10)")
     reduction: Literal["sum", "mean"] = Field(
         "sum",
@@ -60,14 +66,25 @@ class PCMELossConfig(ComponentConfig):
         "items and dimensions; mean: the NLL averaged over the pairs and the KL averaged over items "
         "(summed over dimensions)",
     )
+    vib_on: Literal["samples", "mean"] = Field(
+        "samples",
+        description="the Gaussian mean m of the KL: samples = the mean of the J drawn samples of each item "
+        "(official code); mean = μ itself",
+    )
+    vib_kl: Literal["official", "gaussian"] = Field(
+        "official",
+        description="official: the official code's ½Σ(σ + m² − 1 − log σ) (its log σ output sits in the "
+        "log-variance slot of the KL formula); gaussian: the true KL of N(m, σ²), ½Σ(σ² + m² − 1 − log σ²)",
+    )
 
 
 class PCMELoss(Loss):
-    """Soft contrastive NLL over all B_i × B_t pairs + β·KL(N(μ, σ²) ‖ N(0, I)) + λ·uniformity.
+    """Soft contrastive NLL over all B_i × B_t pairs + β·VIB + λ·uniformity.
 
     ``reduction: sum`` (default) is the official objective: 2·Σ_pairs NLL (i2t and t2i are the same
     pairs, computed once and counted twice) + β·Σ_items KL + λ·uniformity.  ``reduction: mean`` is
-    mean_pairs NLL + β·mean_items KL + λ·uniformity.  The KL is always summed over dimensions.
+    mean_pairs NLL + β·mean_items KL + λ·uniformity.  The KL is always summed over dimensions; its
+    mean is the mean of the drawn samples (``vib_on: samples``, official) or μ (``vib_on: mean``).
     """
 
     def __init__(self, cfg: PCMELossConfig) -> None:
@@ -81,6 +98,12 @@ class PCMELoss(Loss):
         image = check_gaussian(image, "the pcme loss")
         text = check_gaussian(text, "the pcme loss")
         return self.from_samples(image, text, sim.sample(image), sim.sample(text), ctx.positives, sim)
+
+    def vib(self, emb: GaussianEmbedding, samples: torch.Tensor) -> torch.Tensor:
+        """The KL term of one modality given its (B, J, D) samples, with this loss's options."""
+        mean = samples.mean(1) if self.cfg.vib_on == "samples" else None
+        reduction = "sum" if self.cfg.reduction == "sum" else "sum_dims"
+        return kl_to_standard_normal(emb, reduction, form=self.cfg.vib_kl, mean=mean)
 
     def from_samples(
         self,
@@ -99,8 +122,7 @@ class PCMELoss(Loss):
         loss = nll
         terms = {"nll": nll.detach()}
         if self.cfg.vib_weight > 0:
-            kl_reduction = "sum" if summed else "sum_dims"
-            kl = kl_to_standard_normal(image, kl_reduction) + kl_to_standard_normal(text, kl_reduction)
+            kl = self.vib(image, image_samples) + self.vib(text, text_samples)
             loss = loss + self.cfg.vib_weight * kl
             terms["kl"] = kl.detach()
         if self.cfg.uniformity_weight > 0:

@@ -1,11 +1,17 @@
 """PCME similarities over Gaussian embeddings: Monte-Carlo match probability, PCME++'s closed-form
 sampled distance, and the cosine of the means.
 
-The learnable logit ℓ = −a·distance + b uses a = softplus(raw_scale) (always positive, gradient never
-vanishes; softplus(15) = 15 to 7 digits so it behaves like the raw scalar of the official code) and a
-raw shift b.  Both are parameters of the similarity, hence of the model, and are saved with it.
-Converting an official checkpoint: ``raw_scale = inverse_softplus(criterion.negative_scale)``,
-``shift = criterion.shift``.
+Both learnable similarities compute a logit s = −a·distance + b with a = softplus(raw_scale) (always
+positive, gradient never vanishes; softplus(15) = 15 to 7 digits so it behaves like the raw scalar of
+the official code) and a raw shift b.  Both are parameters of the similarity, hence of the model, and
+are saved with it.  a and b mean what the official code's ``negative_scale`` and ``shift`` mean:
+
+* ``match_prob`` (PCME) turns s into a probability with the official e^s / (e^s + e^−s) = sigmoid(2s)
+  and measures the sampled distance as sqrt(‖z − z'‖² + 1e-6);
+* ``csd`` (PCME++) uses s as the logit of a plain sigmoid (the official BCE-with-logits).
+
+Converting an official PCME checkpoint: :func:`logit_state_from_official` (``raw_scale =
+inverse_softplus(negative_scale)``, ``shift = shift``; no factor of 2 anywhere).
 """
 from __future__ import annotations
 
@@ -29,7 +35,7 @@ def inverse_softplus(x: float) -> float:
 
 
 class MatchLogit(nn.Module):
-    """ℓ(d) = −a·d + b with a = softplus(raw_scale) > 0 and b = shift (learnable or fixed)."""
+    """s(d) = −a·d + b with a = softplus(raw_scale) > 0 and b = shift (learnable or fixed)."""
 
     def __init__(self, init_scale: float, init_shift: float, learnable: bool = True) -> None:
         super().__init__()
@@ -50,27 +56,63 @@ class MatchLogit(nn.Module):
         return -self.scale * distance + self.shift
 
 
+def logit_state_from_official(negative_scale: float, shift: float) -> dict[str, torch.Tensor]:
+    """The :class:`MatchLogit` state (``raw_scale``, ``shift``) for an official PCME or PCME++
+    checkpoint's ``criterion.negative_scale`` (a) and ``criterion.shift`` (b).
+
+    a and b keep their official values: ``match_prob`` applies the official sigmoid(2s) itself.
+    Load it with ``similarity.logit.load_state_dict(logit_state_from_official(a, b))``; the tensors
+    are float64, so loading rounds them once, to the module's own dtype.
+    """
+    raw = inverse_softplus(float(negative_scale))
+    return {"raw_scale": torch.tensor(raw, dtype=torch.float64), "shift": torch.tensor(float(shift), dtype=torch.float64)}
+
+
 # ---------------------------------------------------------------------------------------------- match_prob
+
+
+#: added to the squared distance under the square root, as the official PCME code does
+DISTANCE_EPS = 1e-6
+
+
+def sampled_distance(sq_dist: torch.Tensor) -> torch.Tensor:
+    """The official PCME distance sqrt(‖x − y‖² + 1e-6) from squared distances.
+
+    Squared distances computed by the expansion ‖x‖² + ‖y‖² − 2x·y can come out slightly negative
+    by rounding; they are clamped at 0 first (a true squared distance never is negative).
+    """
+    return (sq_dist.clamp(min=0) + DISTANCE_EPS).sqrt()
+
+
+def match_probability(logits: torch.Tensor) -> torch.Tensor:
+    """PCME's probability of a sample-pair logit s: e^s / (e^s + e^−s) = sigmoid(2s) (official code)."""
+    return torch.sigmoid(2.0 * logits)
 
 
 class MatchProbConfig(ComponentConfig):
     """Options of the Monte-Carlo match probability (PCME)."""
 
     num_samples: int = Field(7, ge=1, description="J samples per item (train and test); J² distances per pair")
-    init_scale: float = Field(15.0, gt=0, description="initial a in sigmoid(−a·‖z − z'‖ + b) (COCO 15, CUB 5)")
-    init_shift: float = Field(15.0, description="initial b in sigmoid(−a·‖z − z'‖ + b) (COCO 15, CUB 5)")
+    init_scale: float = Field(
+        15.0, gt=0, description="initial a (official negative_scale) in sigmoid(2·(−a·d + b)) (COCO 15, CUB 5)"
+    )
+    init_shift: float = Field(
+        15.0, description="initial b (official shift) in sigmoid(2·(−a·d + b)) (COCO 15, CUB 5)"
+    )
     learnable: bool = Field(True, description="learn a and b with the model (else keep them fixed)")
     seed: int = Field(0, description="seed of the samples when scoring unprepared embeddings in eval mode")
 
 
 class MatchProb(Similarity):
-    """p(match | q, g) ≈ (1/J²) Σ_j Σ_j' sigmoid(−a·‖z_j − z'_j'‖ + b), z = μ + σ ⊙ ε.
+    """p(match | q, g) ≈ (1/J²) Σ_j Σ_j' sigmoid(2·s_jj'), s_jj' = −a·d(z_j, z'_j') + b, z = μ + σ ⊙ ε.
+
+    The conventions of the official PCME code: d(z, z') = sqrt(‖z − z'‖² + 1e-6) and the per-sample
+    probability e^s / (e^s + e^−s) = sigmoid(2s), so a and b are the official ``negative_scale`` and
+    ``shift`` (published COCO 15 / 15, CUB 5 / 5).
 
     Training mode draws reparameterised samples from the global RNG; eval mode (and :meth:`prepare`,
     which the engine calls once per set with its seeded generator) draws them from a seeded
-    generator, so evaluation is deterministic and chunking does not change the result.  The
-    probability is the plain sigmoid of the logit (the official evaluation effectively used
-    sigmoid(2ℓ); this only matters for the averaged value, not for per-sample-pair ranking).
+    generator, so evaluation is deterministic and chunking does not change the result.
     """
 
     accepts = (GaussianEmbedding, GaussianSamples)
@@ -89,13 +131,16 @@ class MatchProb(Similarity):
     def shift(self) -> torch.Tensor:
         return self.logit.shift
 
-    def sample(self, emb: GaussianEmbedding, generator: torch.Generator | None = None) -> torch.Tensor:
-        """(N, J, D) reparameterised samples of each item."""
+    def sample(
+        self, emb: GaussianEmbedding, generator: torch.Generator | None = None, eps: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(N, J, D) reparameterised samples of each item; ``eps`` (N, J, D) gives the standard-normal
+        draws (J is then ``eps.shape[1]``)."""
         self.check(emb, emb)
-        return draw_samples(emb, self.num_samples, generator)
+        return draw_samples(emb, self.num_samples if eps is None else int(eps.shape[1]), generator, eps)
 
-    def pair_logits(self, query: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
-        """(N, M, J, J') logits −a·‖z_j − z'_j'‖ + b of every sample pair (differentiable).
+    def pair_distances(self, query: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
+        """(N, M, J, J') official distances sqrt(‖z_j − z'_j'‖² + 1e-6) of every sample pair (differentiable).
 
         ``query`` (N, J, D) and ``gallery`` (M, J', D) are samples, e.g. from :meth:`sample`.
         """
@@ -103,8 +148,11 @@ class MatchProb(Similarity):
         m, j2, _ = gallery.shape
         sq = (query.pow(2).sum(-1).reshape(n * j, 1) + gallery.pow(2).sum(-1).reshape(1, m * j2)
               - 2.0 * query.reshape(n * j, d) @ gallery.reshape(m * j2, d).t())
-        dist = sq.clamp(min=1e-12).sqrt().view(n, j, m, j2).permute(0, 2, 1, 3)
-        return self.logit(dist)
+        return sampled_distance(sq).view(n, j, m, j2).permute(0, 2, 1, 3)
+
+    def pair_logits(self, query: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
+        """(N, M, J, J') logits s = −a·d + b of every sample pair; the probability is sigmoid(2s)."""
+        return self.logit(self.pair_distances(query, gallery))
 
     def prepare(self, emb: Embedding, generator: torch.Generator | None = None) -> GaussianSamples:
         """Draw the J samples of every item once (seeded by ``generator``) and their squared norms."""
@@ -126,20 +174,24 @@ class MatchProb(Similarity):
         if self.training:
             zq = query.samples if isinstance(query, GaussianSamples) else self.sample(query)  # type: ignore[arg-type]
             zg = gallery.samples if isinstance(gallery, GaussianSamples) else self.sample(gallery)  # type: ignore[arg-type]
-            return self.pair_logits(zq, zg).sigmoid().mean((2, 3))
+            return match_probability(self.pair_logits(zq, zg)).mean((2, 3))
         q = self._eval_samples(query, self.cfg.seed)
         g = self._eval_samples(gallery, self.cfg.seed + 1)
         if torch.is_grad_enabled():
-            return self.pair_logits(q.samples, g.samples).sigmoid().mean((2, 3))
+            return match_probability(self.pair_logits(q.samples, g.samples)).mean((2, 3))
         return self._probabilities_inplace(q, g)
 
     def _probabilities_inplace(self, q: GaussianSamples, g: GaussianSamples) -> torch.Tensor:
-        """The (N, M) probabilities with one (N·J × M·J') working buffer, modified in place."""
+        """The (N, M) probabilities with one (N·J × M·J') working buffer, modified in place.
+
+        sigmoid(2·(−a·d + b)) is computed as sigmoid(−2a·d + 2b): scaling by 2 is exact in floating
+        point, so the numbers equal the autograd path's.
+        """
         n, j, d = q.samples.shape
         m, j2, _ = g.samples.shape
         buf = torch.mm(q.samples.reshape(n * j, d), g.samples.reshape(m * j2, d).t())
         buf.mul_(-2.0).add_(q.sq_norms.reshape(n * j, 1)).add_(g.sq_norms.reshape(1, m * j2))
-        buf.clamp_(min=1e-12).sqrt_().mul_(-self.scale).add_(self.shift).sigmoid_()
+        buf.clamp_(min=0).add_(DISTANCE_EPS).sqrt_().mul_(-2.0 * self.scale).add_(2.0 * self.shift).sigmoid_()
         return ordered_sum(ordered_sum(buf.view(n * j, m, j2), -1).view(n, j, m), 1).div_(j * j2)
 
     def pair_bytes(self, query: Embedding, gallery: Embedding) -> int:
@@ -174,8 +226,8 @@ def build_match_prob(cfg: MatchProbConfig, **_: object) -> MatchProb:
 class CSDConfig(ComponentConfig):
     """Options of the closed-form sampled distance similarity (PCME++)."""
 
-    init_scale: float = Field(5.0, gt=0, description="initial a in the logit −a·CSD + b")
-    init_shift: float = Field(5.0, description="initial b in the logit −a·CSD + b")
+    init_scale: float = Field(5.0, gt=0, description="initial a in the logit −a·CSD + b (plain sigmoid, as PCME++)")
+    init_shift: float = Field(5.0, description="initial b in the logit −a·CSD + b (plain sigmoid, as PCME++)")
     learnable: bool = Field(True, description="learn a and b with the model (else keep them fixed)")
 
 

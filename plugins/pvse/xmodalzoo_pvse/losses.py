@@ -1,21 +1,26 @@
 """PVSE's loss: hinge triplet on the MIL similarity, plus diversity and MMD regularisers (K > 1)."""
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from pydantic import Field
 
 from xmodalzoo.plugin_api import (
-    ComponentConfig, Embedding, Loss, LossContext, LossOutput, PointEmbedding, SetEmbedding, TripletConfig, TripletLoss,
+    Embedding, Loss, LossContext, LossOutput, PointEmbedding, SetEmbedding, TripletConfig, TripletLoss,
     laplacian_kernel, mmd,  # noqa: F401  (laplacian_kernel: re-exported for the tests)
 )
 
 
-class PVSELossConfig(ComponentConfig):
-    """Options of the PVSE loss."""
+class PVSELossConfig(TripletConfig):
+    """Options of the PVSE loss: the core triplet loss's options with PVSE's defaults, plus the regularisers."""
 
     margin: float = Field(0.1, ge=0, description="hinge margin of the triplet loss")
-    hardest: bool = Field(True, description="hardest negative in the batch (VSE++); else sum over negatives")
-    warmup_epochs: int = Field(0, ge=0, description="epochs that use the sum over all negatives first")
+    negatives: Literal["sum", "mean", "mean_all"] = Field(
+        "mean_all",
+        description="all-negatives reduction (hardest false, or during a warm-up): mean_all is the official PVSE "
+        "loss (the B × B hinge matrix averaged, its zeroed diagonal included); sum is B times larger",
+    )
     diversity_weight: float = Field(0.1, ge=0, description="weight of ‖R Rᵀ − I‖_F / K² on the residuals")
     mmd_weight: float = Field(0.01, ge=0, description="weight of the image/text MMD")
     mmd_gamma: float = Field(0.5, gt=0, description="γ of the kernel exp(−γ‖x − y‖₂) (distance not squared)")
@@ -58,9 +63,7 @@ class PVSELoss(Loss):
     def __init__(self, cfg: PVSELossConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.triplet = TripletLoss(
-            TripletConfig(margin=cfg.margin, hardest=cfg.hardest, warmup_epochs=cfg.warmup_epochs, reduction="mean")
-        )
+        self.triplet = TripletLoss(TripletConfig(**cfg.model_dump(include=set(TripletConfig.model_fields))))
 
     def forward(self, image: Embedding, text: Embedding, ctx: LossContext) -> LossOutput:
         img, txt = _vectors(image, "image"), _vectors(text, "text")

@@ -70,3 +70,25 @@ def test_warmup_and_hardest_regimes_differ() -> None:
     warm = loss_fn(PointEmbedding(img), PointEmbedding(txt), LossContext(positives, similarity, epoch=0)).loss
     hard = loss_fn(PointEmbedding(img), PointEmbedding(txt), LossContext(positives, similarity, epoch=1)).loss
     assert warm > hard > 0
+
+
+def test_vse_default_loss_is_the_official_vse_infinity_objective() -> None:
+    """The vse method's default loss against VSE∞'s official ContrastiveLoss on a B × B batch (one
+    caption per image): the warm-up epoch sums every hinge term of both (diagonal-zeroed) cost
+    matrices; afterwards the hardest term of each row (i2t) and column (t2i), summed over the batch."""
+    from xmodalzoo.registry import REGISTRY
+
+    cfg = REGISTRY.get("method", "vse").validate({}).loss
+    loss_fn = build("loss", cfg if isinstance(cfg, dict) else cfg.model_dump())
+    gen = torch.Generator().manual_seed(0)
+    b, margin = 6, 0.2
+    scores = torch.randn(b, b, generator=gen, dtype=torch.float64) * 0.5
+    eye = torch.eye(b, dtype=torch.bool)
+    diag = scores.diag()
+    cost_s = (margin + scores - diag[:, None]).clamp(min=0).masked_fill(eye, 0)   # caption retrieval
+    cost_im = (margin + scores - diag[None, :]).clamp(min=0).masked_fill(eye, 0)  # image retrieval
+    warm = cost_s.sum() + cost_im.sum()
+    hard = cost_s.max(1).values.sum() + cost_im.max(0).values.sum()
+    assert torch.allclose(loss_fn.from_scores(scores, eye, epoch=0).loss, warm, atol=1e-12)
+    assert torch.allclose(loss_fn.from_scores(scores, eye, epoch=1).loss, hard, atol=1e-12)
+    assert warm > hard > 0
