@@ -70,7 +70,7 @@ def _layer_norm(x: torch.Tensor, ln: torch.nn.LayerNorm) -> torch.Tensor:
 def _reference(spm: SetPredictionModule, x: torch.Tensor, valid: torch.Tensor, padding: str,
                code: torch.Tensor | None) -> torch.Tensor:
     """The module's output for one item x (L, I), written out slot by slot, head by head."""
-    k, d, heads = spm.num_slots, spm.slot_dim, spm.blocks[0].attention.heads
+    k, heads = spm.num_slots, spm.blocks[0].attention.heads
     dh = spm.blocks[0].attention.head_dim
     slots = [spm.slots[i].clone() for i in range(k)]
     for t in range(spm.iterations):
