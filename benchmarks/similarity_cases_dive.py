@@ -29,9 +29,11 @@ def pooled_scores(sim: SetSimilarity, query: torch.Tensor, gallery: torch.Tensor
     re-normalisation: the released embeddings are already unit vectors)."""
     (n, k, d), (m, kg, _) = query.shape, gallery.shape
     cos = (query.reshape(n * k, d) @ gallery.reshape(m * kg, d).t()).view(n, k, m, kg)
-    if isinstance(sim, SmoothChamfer):
+    if type(sim) is SmoothChamfer:  # not its Euclidean subclass, which pools distances
         return two_way_logsumexp(cos.mul_(sim.alpha), sim.alpha)
-    return (cos.amax(dim=3).mean(1) + cos.amax(dim=1).mean(2)) / 2
+    if type(sim) is Chamfer:
+        return (cos.amax(dim=3).mean(1) + cos.amax(dim=1).mean(2)) / 2
+    raise TypeError(f"pooled_scores: no released-evaluation loop for {type(sim).__name__}")
 
 
 def loop_one_query(sim: Any, query: SetEmbedding, gallery: SetEmbedding, n_queries: int) -> None:

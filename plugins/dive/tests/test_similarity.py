@@ -58,7 +58,7 @@ def test_smooth_chamfer_matches_double_loop(k: int, kg: int) -> None:
     q, g = _sets(3, k, 4, kg)
     for alpha in (16.0, 2.5):
         got = SmoothChamfer(alpha)(q, g)
-        torch.testing.assert_close(got, _brute(q, g, lambda x, y: smooth_chamfer_pair(x, y, alpha)))
+        torch.testing.assert_close(got, _brute(q, g, lambda x, y, a=alpha: smooth_chamfer_pair(x, y, a)))
 
 
 def test_euclidean_smooth_chamfer_matches_double_loop() -> None:
