@@ -146,7 +146,8 @@ def test_misplaced_or_empty_contract_keywords_are_registration_errors() -> None:
 
 # ------------------------------------------------------------------- the shipped components' declarations
 
-FIRST_PARTY = {"xmodalzoo", "vse", "pcme", "pvse"}
+#: the core and every plugin shipped under plugins/ (DivE and HREM included once they register parts)
+FIRST_PARTY = {"xmodalzoo"} | {p.name for p in (Path(__file__).resolve().parents[1] / "plugins").iterdir() if p.is_dir()}
 #: losses that read nothing but the similarity's scores: they fit every embedding kind
 SCORE_ONLY_LOSSES = {"triplet"}
 
@@ -162,7 +163,11 @@ def test_every_shipped_head_similarity_and_loss_declares_its_contract() -> None:
     assert [e.name for e in shipped("loss") if "accepts" not in e.contract and e.name not in SCORE_ONLY_LOSSES] == []
 
 
-def fake_features(n: int = 3, length: int = 4, dim: int = 8) -> EncoderOutput:
+#: feature and embedding size of the head check: a multiple of every shipped head's default attention heads
+DIM = 32
+
+
+def fake_features(n: int = 3, length: int = 4, dim: int = DIM) -> EncoderOutput:
     g = torch.Generator().manual_seed(0)
     mask = torch.ones(n, length, dtype=torch.bool)
     mask[0, -1] = False
@@ -172,9 +177,9 @@ def fake_features(n: int = 3, length: int = 4, dim: int = 8) -> EncoderOutput:
 
 @pytest.mark.parametrize("modality", ["image", "text"])
 def test_shipped_heads_emit_the_kind_they_declare(modality: str) -> None:
-    encoder = SimpleNamespace(pooled_dim=8, local_dim=8, input_dim=8)
+    encoder = SimpleNamespace(pooled_dim=DIM, local_dim=DIM, input_dim=DIM)
     for entry in shipped("head"):
-        head = entry.build({}, encoder=encoder, embed_dim=8, modality=modality).eval()
+        head = entry.build({}, encoder=encoder, embed_dim=DIM, modality=modality).eval()
         with torch.no_grad():
             emb = head(fake_features())
         assert emb.kind == entry.contract["emits"], entry.name
