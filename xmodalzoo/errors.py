@@ -65,6 +65,15 @@ class ModelFolderError(UserError, ValueError):
     fit the model its config describes."""
 
 
+class WeightsFileError(UserError, ValueError):
+    """A weights or checkpoint file (``model.safetensors``, ``weights.safetensors``, ``train_state.pt``,
+    a backbone checkpoint) is truncated, corrupt or not of its format; the message names the file."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path, self.problem = str(path), problem
+        super().__init__(f"{path}: {problem}")
+
+
 class DeviceError(UserError, RuntimeError):
     """A device was asked for that this machine does not have (e.g. ``cuda`` without CUDA)."""
 
@@ -75,5 +84,5 @@ class TrainingError(RuntimeError):
 
 __all__ = [
     "ContractError", "DataError", "DeviceError", "ModelFolderError", "PluginLoadError", "ProtocolError",
-    "RecipeError", "RegistryError", "TrainingError", "UserError",
+    "RecipeError", "RegistryError", "TrainingError", "UserError", "WeightsFileError",
 ]

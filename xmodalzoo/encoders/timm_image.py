@@ -102,12 +102,12 @@ def load_backbone_checkpoint(model: torch.nn.Module, path: str | Path) -> None:
 
     Raises if a backbone weight is missing from the file, naming the first missing keys.
     """
-    from timm.models import load_state_dict
+    from ..weights import read_weights
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image encoder checkpoint {path} not found")
-    state = load_state_dict(str(path))
+    state = read_weights(path)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     missing, _unexpected = model.load_state_dict(state, strict=False)
     if missing:
