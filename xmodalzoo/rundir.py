@@ -9,7 +9,8 @@ A run of recipe ``NAME`` lives in ``OUTPUT_DIR/NAME`` (or ``NAME-2``, ``NAME-3``
     checkpoints/previous/  the epoch before (a damaged last falls back to it)
     checkpoints/best/      the best validation RSUM
     model/                 the best weights as a model folder
-    eval_results.json      the test split, evaluated once at the end (other splits: eval_results_SPLIT.json)
+    eval_results.json      the test split, evaluated once at the end (other splits: eval_results_SPLIT.json;
+                           zoo eval with other data or settings: eval_results.SPLIT-TAG.json)
     DONE                   written last: the run is finished
 
 :class:`RunDir` gives each path; :func:`next_run`, :func:`runs_of`, :func:`find_resumable` and
@@ -35,8 +36,11 @@ MODEL = "model"
 DONE = "DONE"
 
 
-def results_name(split: str = "test") -> str:
-    """The results file of ``split`` (beside a run's model, or beside an evaluated model folder)."""
+def results_name(split: str = "test", tag: str | None = None) -> str:
+    """The results file of ``split`` (beside a run's model, or beside an evaluated model folder);
+    with ``tag``, that of an evaluation with other data or settings (``eval_results.test-1a2b3c4d.json``)."""
+    if tag is not None:
+        return f"eval_results.{split}-{tag}.json"
     return "eval_results.json" if split == "test" else f"eval_results_{split}.json"
 
 
@@ -106,8 +110,8 @@ class RunDir:
     def done(self) -> Path:
         return self.path / DONE
 
-    def results(self, split: str = "test") -> Path:
-        return self.path / results_name(split)
+    def results(self, split: str = "test", tag: str | None = None) -> Path:
+        return self.path / results_name(split, tag)
 
     def last_checkpoint(self) -> Path | None:
         """The complete ``checkpoints/last`` to resume from (its ``.old`` copy after a crash), or None."""

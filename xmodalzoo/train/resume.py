@@ -52,7 +52,8 @@ def read_last(trainer: Any) -> dict[str, Any] | None:
     there is no checkpoint.
     """
     t = trainer
-    found = read_resumable(t.run.resume_checkpoints(), t.console.print)
+    found = read_resumable(t.run.resume_checkpoints(),
+                           lambda line: t.console.print(line, soft_wrap=True, markup=False, highlight=False))
     if found is None:
         return None
     directory, flat, state = found
