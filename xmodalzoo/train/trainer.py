@@ -62,7 +62,7 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
         r, cfg = self.recipe, self.cfg
-        seed_everything(r.seed)  # nothing is written before set-up succeeded: a bad setting leaves no run folder
+        seed_everything(r.seed)
         self.train_data = REGISTRY.build("dataset", r.data, split="train")
         self.val_data = REGISTRY.build("dataset", r.data, split="val")
         self.method: Method = REGISTRY.build("method", r.method, train_captions=list(self.train_data.captions))
@@ -93,6 +93,8 @@ class Trainer:
         self.epoch, self.step, self.best_rsum, self.best_epoch = 0, 0, -math.inf, -1
         self.history: list[dict[str, Any]] = []
         self.pending: dict[str, Any] | None = None  # this epoch's record until it is validated and logged
+        # made only now that every part is built: a bad setting (a pattern matching nothing) leaves no folder
+        self.run_dir.mkdir(parents=True, exist_ok=True)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"method": self.method, "loss": self.loss}
@@ -277,13 +279,12 @@ class Trainer:
         return results
 
     def start(self) -> None:
-        """Create the run folder and write its record; a fresh start (not a resume) in a folder that a
-        run killed before its first checkpoint left drops that run's metrics lines."""
+        """Write the run record; a fresh start (not a resume) in a folder that a run killed before its
+        first checkpoint left drops that run's metrics lines."""
         if not self.dist.is_main:
             return
         from .record import write_run_record
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         if not self.resume:
             self.metrics.keep_until(0, 0)
         write_run_record(self.run, self.recipe, self.argv, str(self.device))
