@@ -74,6 +74,11 @@ class WeightsFileError(UserError, ValueError):
         super().__init__(f"{path}: {problem}")
 
 
+class PretrainedWeightsError(UserError, RuntimeError):
+    """Initial weights a recipe asks for (``pretrained: true``) are not cached and cannot be
+    downloaded; the message names the setting and the ways out."""
+
+
 class DeviceError(UserError, RuntimeError):
     """A device was asked for that this machine does not have (e.g. ``cuda`` without CUDA)."""
 
@@ -83,6 +88,7 @@ class TrainingError(RuntimeError):
 
 
 __all__ = [
-    "ContractError", "DataError", "DeviceError", "ModelFolderError", "PluginLoadError", "ProtocolError",
+    "ContractError", "DataError", "DeviceError", "ModelFolderError", "PluginLoadError", "PretrainedWeightsError",
+    "ProtocolError",
     "RecipeError", "RegistryError", "TrainingError", "UserError", "WeightsFileError",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -203,6 +204,7 @@ def _load_with_extends(path: Path, stack: list[Path]) -> dict[str, Any]:
         chain = " -> ".join(str(p) for p in [*stack[stack.index(resolved):], resolved])
         raise RecipeError(f"{path}: extends cycle: {chain}")
     data = read_yaml(path)
+    anchor_data_root(data, path)
     bases = data.pop(EXTENDS_KEY, None)
     if bases is None:
         return data
@@ -215,6 +217,34 @@ def _load_with_extends(path: Path, stack: list[Path]) -> dict[str, Any]:
         base_path = Path(base) if os.path.isabs(base) else path.parent / base
         merged = deep_merge(merged, _load_with_extends(base_path, [*stack, resolved]))
     return deep_merge(merged, data)
+
+
+def anchor_data_root(data: dict[str, Any], recipe_path: Path) -> None:
+    """Make a relative ``data.root`` written in the recipe file ``recipe_path`` absolute, against that
+    file's folder (as ``extends:`` paths are), in place.
+
+    ``~`` and ``$VARS`` are expanded first (a root with an unset variable is left for the loader to
+    report).  When the recipe-relative folder does not exist but the same path does from the current
+    directory (how relative roots used to resolve), that one is used, with a warning.  A ``--set
+    data.root=...`` on the command line is a path typed in the shell: it stays relative to the
+    current directory (overrides apply after this).
+    """
+    section = data.get("data")
+    root = section.get("root") if isinstance(section, dict) else None
+    if not isinstance(root, str) or not root.strip():
+        return
+    expanded = os.path.expandvars(os.path.expanduser(root))
+    if "$" in expanded or os.path.isabs(expanded):
+        return
+    beside = Path(os.path.abspath(recipe_path.parent / expanded))
+    from_cwd = Path(os.path.abspath(expanded))
+    if not beside.exists() and from_cwd.exists():
+        warnings.warn(f"{recipe_path}: data.root {root!r} resolves against the recipe's folder ({beside}), which "
+                      f"does not exist; using {from_cwd} (from the current directory) as before. Write a path "
+                      f"relative to the recipe, or an absolute one", FutureWarning, stacklevel=2)
+        section["root"] = str(from_cwd)
+        return
+    section["root"] = str(beside)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
