@@ -1,7 +1,8 @@
 """Checks of a recipe that need its method built: ``train.param_groups`` / ``train.freeze`` patterns.
 
-``zoo validate`` builds the method (initial-weight downloads switched off, a one-word vocabulary: the
-parameter names do not depend on either) and the loss, and reports every pattern that matches no
+``zoo validate`` builds the method (on the meta device, so no weights are allocated; initial-weight
+downloads switched off and the Hub in offline mode; a one-word vocabulary: the parameter names depend
+on none of these) and the loss, and reports every pattern that matches no
 parameter, as ``zoo train`` would before creating its run folder.
 """
 from __future__ import annotations
@@ -15,6 +16,9 @@ def parameter_pattern_problems(recipe: Any, source: str = "<recipe>") -> list[st
     """One line per ``train.param_groups`` or ``train.freeze`` pattern of ``recipe`` that matches no
     parameter of its method (empty: all match, or there are none); None when the method cannot be
     built here (e.g. its text encoder is a Hugging Face model not in the local cache)."""
+    import torch
+
+    from ..encoders.pretrained import hub_offline
     from ..hub.folder import without_downloads
     from ..method import build_loss
     from ..registry import REGISTRY
@@ -23,10 +27,11 @@ def parameter_pattern_problems(recipe: Any, source: str = "<recipe>") -> list[st
     train = recipe.train
     if not train.param_groups and not train.freeze:
         return []
-    try:
-        method = REGISTRY.build("method", without_downloads(recipe.method.model_dump(mode="json")),
-                                train_captions=["a"])
-        loss = build_loss(recipe.method)
+    try:  # names only: no weights allocated (meta device), no request to the Hub (offline mode)
+        with hub_offline(), torch.device("meta"):
+            method = REGISTRY.build("method", without_downloads(recipe.method.model_dump(mode="json")),
+                                    train_captions=["a"])
+            loss = build_loss(recipe.method)
     except UserError:
         raise
     except Exception:  # noqa: BLE001 - a part that needs files or network: the trainer checks at set-up
