@@ -70,7 +70,7 @@ def test_interrupted_in_validation_training_and_commit_resumes_to_the_same_resul
     with pytest.raises(RuntimeError, match="validation failed"):
         Trainer(recipe, run, progress=False).fit()
     meta = json.loads((run / LAST / "meta.json").read_text())
-    assert meta["epoch"] == 0 and meta["step"] == 2 and meta["validated"] is False
+    assert meta["epoch"] == 1 and meta["step"] == 2 and meta["validated"] is False  # epochs from 1
     assert [x["kind"] for x in lines(run)] == ["step", "step"]
     monkeypatch.setattr(Trainer, "validate", real_validate)
 
@@ -87,7 +87,7 @@ def test_interrupted_in_validation_training_and_commit_resumes_to_the_same_resul
     assert [(x["kind"], x["step"]) for x in lines(run)] == [("step", 1), ("step", 2), ("epoch", 2), ("step", 3)]
     # epoch 1, now validated and logged, was saved again as such
     meta = json.loads((run / LAST / "meta.json").read_text())
-    assert meta["epoch"] == 0 and meta["step"] == 2 and meta["validated"] is True
+    assert meta["epoch"] == 1 and meta["step"] == 2 and meta["validated"] is True
     with open(run / "metrics.jsonl", "a") as f:
         f.write('{"kind": "step", "ep')  # a line cut short by the crash
 

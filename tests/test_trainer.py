@@ -87,7 +87,7 @@ def test_non_finite_loss_stops_with_step_and_keeps_checkpoint(tmp_path, monkeypa
     msg = str(err.value)
     assert "non-finite loss" in msg and "step 5 (epoch 2)" in msg and "checkpoints/last" in msg
     meta = json.loads((tmp_path / "run" / "checkpoints/last/meta.json").read_text())
-    assert meta["epoch"] == 0  # the good checkpoint of epoch 1 is kept
+    assert meta["epoch"] == 1  # the good checkpoint of epoch 1 is kept (meta.json counts from 1)
 
 
 def test_bad_param_group_pattern_is_reported(tmp_path):

@@ -96,6 +96,9 @@ class Embedding:
         """Read an embedding written by :meth:`save`."""
         from safetensors import safe_open
 
+        from .weights import check_safetensors
+
+        check_safetensors(path)  # a truncated or foreign file: one line naming it
         with safe_open(str(path), framework="pt", device=str(device)) as f:
             kind = (f.metadata() or {}).get("embedding")
             if kind not in EMBEDDING_TYPES:

@@ -65,6 +65,20 @@ class ModelFolderError(UserError, ValueError):
     fit the model its config describes."""
 
 
+class WeightsFileError(UserError, ValueError):
+    """A weights or checkpoint file (``model.safetensors``, ``weights.safetensors``, ``train_state.pt``,
+    a backbone checkpoint) is truncated, corrupt or not of its format; the message names the file."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path, self.problem = str(path), problem
+        super().__init__(f"{path}: {problem}")
+
+
+class PretrainedWeightsError(UserError, RuntimeError):
+    """Initial weights a recipe asks for (``pretrained: true``) are not cached and cannot be
+    downloaded; the message names the setting and the ways out."""
+
+
 class DeviceError(UserError, RuntimeError):
     """A device was asked for that this machine does not have (e.g. ``cuda`` without CUDA)."""
 
@@ -74,6 +88,7 @@ class TrainingError(RuntimeError):
 
 
 __all__ = [
-    "ContractError", "DataError", "DeviceError", "ModelFolderError", "PluginLoadError", "ProtocolError",
-    "RecipeError", "RegistryError", "TrainingError", "UserError",
+    "ContractError", "DataError", "DeviceError", "ModelFolderError", "PluginLoadError", "PretrainedWeightsError",
+    "ProtocolError",
+    "RecipeError", "RegistryError", "TrainingError", "UserError", "WeightsFileError",
 ]

@@ -6,9 +6,11 @@ A run of recipe ``NAME`` lives in ``OUTPUT_DIR/NAME`` (or ``NAME-2``, ``NAME-3``
     environment.json       versions, hardware, git commit, command line
     metrics.jsonl          one line per logged step and per epoch
     checkpoints/last/      every epoch (resume from here)
+    checkpoints/previous/  the epoch before (a damaged last falls back to it)
     checkpoints/best/      the best validation RSUM
     model/                 the best weights as a model folder
-    eval_results.json      the test split, evaluated once at the end (other splits: eval_results_SPLIT.json)
+    eval_results.json      the test split, evaluated once at the end (other splits: eval_results_SPLIT.json;
+                           zoo eval with other data or settings: eval_results.SPLIT-TAG.json)
     DONE                   written last: the run is finished
 
 :class:`RunDir` gives each path; :func:`next_run`, :func:`runs_of`, :func:`find_resumable` and
@@ -28,13 +30,17 @@ RESOLVED_RECIPE = "recipe.resolved.yaml"
 ENVIRONMENT = "environment.json"
 METRICS = "metrics.jsonl"
 LAST = "checkpoints/last"
+PREVIOUS = "checkpoints/previous"
 BEST = "checkpoints/best"
 MODEL = "model"
 DONE = "DONE"
 
 
-def results_name(split: str = "test") -> str:
-    """The results file of ``split`` (beside a run's model, or beside an evaluated model folder)."""
+def results_name(split: str = "test", tag: str | None = None) -> str:
+    """The results file of ``split`` (beside a run's model, or beside an evaluated model folder);
+    with ``tag``, that of an evaluation with other data or settings (``eval_results.test-1a2b3c4d.json``)."""
+    if tag is not None:
+        return f"eval_results.{split}-{tag}.json"
     return "eval_results.json" if split == "test" else f"eval_results_{split}.json"
 
 
@@ -88,6 +94,11 @@ class RunDir:
         return self.path / LAST
 
     @property
+    def previous(self) -> Path:
+        """Where the checkpoint ``last`` replaces is kept (hard links; see :mod:`xmodalzoo.train.resume`)."""
+        return self.path / PREVIOUS
+
+    @property
     def best(self) -> Path:
         return self.path / BEST
 
@@ -99,12 +110,21 @@ class RunDir:
     def done(self) -> Path:
         return self.path / DONE
 
-    def results(self, split: str = "test") -> Path:
-        return self.path / results_name(split)
+    def results(self, split: str = "test", tag: str | None = None) -> Path:
+        return self.path / results_name(split, tag)
 
     def last_checkpoint(self) -> Path | None:
         """The complete ``checkpoints/last`` to resume from (its ``.old`` copy after a crash), or None."""
         return committed_dir(self.last)
+
+    def resume_checkpoints(self) -> list[Path]:
+        """The complete checkpoints to resume from, newest first: ``last`` (or its ``.old``), then ``previous``."""
+        return [c for c in (committed_dir(self.last), committed_dir(self.previous)) if c is not None]
+
+    @property
+    def started(self) -> bool:
+        """Whether training began writing here (the run record exists), checkpointed or not."""
+        return self.resolved_recipe.is_file()
 
     def best_checkpoint(self) -> Path | None:
         return committed_dir(self.best)
@@ -142,9 +162,17 @@ def runs_of(output_dir: str | os.PathLike[str], name: str) -> list[RunDir]:
 
 def find_resumable(output_dir: str | os.PathLike[str], name: str) -> RunDir | None:
     """The most recently checkpointed unfinished run of ``name``, or None."""
-    found = {run: run.last_checkpoint() for run in runs_of(output_dir, name) if not run.finished}
-    candidates = {run: c for run, c in found.items() if c is not None}
+    found = {run: run.resume_checkpoints() for run in runs_of(output_dir, name) if not run.finished}
+    candidates = {run: c[0] for run, c in found.items() if c}
     return max(candidates, key=lambda run: candidates[run].stat().st_mtime, default=None)
+
+
+def find_unstarted(output_dir: str | os.PathLike[str], name: str) -> RunDir | None:
+    """The newest unfinished run of ``name`` that has no checkpoint yet (killed in its first epoch), or
+    None: ``--resume auto`` starts it again in place rather than opening ``NAME-2``."""
+    found = [run for run in runs_of(output_dir, name)
+             if not run.finished and run.started and not run.resume_checkpoints()]
+    return max(found, key=lambda run: run.resolved_recipe.stat().st_mtime, default=None)
 
 
 def latest_finished(output_dir: str | os.PathLike[str], name: str) -> RunDir | None:

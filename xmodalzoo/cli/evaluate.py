@@ -7,14 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from .output import say
 from .train import recipe_name
 
 
 def add_verbs(verbs: Any) -> None:
     e = verbs.add_parser(
         "eval", help="evaluate a trained run or model folder",
-        description="Evaluate the model of a run directory (or a model folder plus a recipe for the data) "
-                    "and write eval_results.json.",
+        description="Evaluate the model of a run directory with the run's own resolved recipe (or a model "
+                    "folder plus a recipe for the data) and write the results JSON.",
     )
     e.add_argument("target", help="run directory, or a recipe YAML (its latest finished run is used)")
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -25,13 +26,20 @@ def add_verbs(verbs: Any) -> None:
                    help="override a recipe value (e.g. eval.max_bytes=100000000)")
     e.add_argument("--uncertainty", action="store_true",
                    help="also report R@1 per uncertainty bin (methods with uncertainty) and plot it")
-    e.add_argument("--output", metavar="FILE", help="results JSON (default: RUN_DIR/eval_results[_SPLIT].json)")
+    e.add_argument("--output", metavar="FILE",
+                   help="results JSON (default: RUN_DIR/eval_results.json with the run's own data and settings, "
+                        "else RUN_DIR/eval_results.SPLIT-TAG.json; never over the training results)")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     e.set_defaults(func=cmd_eval)
 
 
-def find_target(args: argparse.Namespace) -> tuple[Any, Path, Path]:
-    """``(run or None, recipe file, model folder)`` that ``zoo eval TARGET [--model DIR]`` means."""
+def find_target(args: argparse.Namespace) -> tuple[Any, Any, Path]:
+    """``(run or None, recipe, model folder)`` that ``zoo eval TARGET [--model DIR] [--set ...]`` means.
+
+    The recipe of a run is the run's own resolved recipe (with its training ``--set`` overrides),
+    then the overrides given to ``zoo eval``; a recipe TARGET only names the run, unless ``--model``
+    evaluates a folder with the recipe's data.
+    """
     from ..hub.folder import CONFIG
     from ..recipe import load_recipe
     from ..rundir import RunDir, latest_finished
@@ -39,7 +47,7 @@ def find_target(args: argparse.Namespace) -> tuple[Any, Path, Path]:
     target = Path(args.target)
     if target.is_dir():
         run = RunDir(target)
-        recipe_path = run.require_recipe()
+        recipe = load_recipe(str(run.require_recipe()), args.overrides)
     elif target.is_file():
         recipe = load_recipe(str(target), args.overrides)
         name = recipe_name(recipe, target)
@@ -47,13 +55,49 @@ def find_target(args: argparse.Namespace) -> tuple[Any, Path, Path]:
         if run is None and not args.model:
             raise UserError(f"no finished run of {name!r} under {recipe.output_dir}/; train it first "
                             f"(zoo train {target}) or pass --model DIR")
-        recipe_path = target
+        if run is not None and not args.model:
+            file_data = recipe.data
+            recipe = load_recipe(str(run.require_recipe()), args.overrides)
+            if file_data != recipe.data:
+                say(f"note: evaluating {run} on the data it was trained with ({run.resolved_recipe.name}), "
+                    f"not the data: of {target}; pass --model {run.model} to use that file's data", stderr=True)
     else:
         raise FileNotFoundError(f"{target}: no such run directory or recipe file")
     model_dir = Path(args.model) if args.model else (run.model if run is not None else None)
     if model_dir is None or not (model_dir / CONFIG).is_file():
         raise UserError(f"{model_dir}: no model folder to evaluate ({CONFIG} missing)")
-    return run, recipe_path, model_dir
+    return run, recipe, model_dir
+
+
+def results_path(args: argparse.Namespace, run: Any, recipe: Any, model_dir: Path) -> tuple[Path, bool]:
+    """Where the results go, and whether they replace the run's own results file of that split
+    (same model, data and settings as training): those keep its training-only meta.
+
+    Another model, split, data or setting gives ``eval_results.SPLIT-TAG.json`` in the run folder
+    (TAG: :func:`~xmodalzoo.eval.settings.settings_tag`), so the training results are never replaced;
+    ``--output`` may not name the run's results file then either.
+    """
+    from ..eval.settings import differences, evaluation_settings, settings_tag
+    from ..recipe import load_recipe
+    from ..rundir import results_name
+
+    settings = evaluation_settings(recipe, args.split, args.protocols)
+    same = False
+    if run is not None and not args.model:
+        trained = evaluation_settings(load_recipe(str(run.resolved_recipe)), args.split)
+        changed = differences(settings, trained)
+        same = not changed
+        if args.output:
+            output = Path(args.output)
+            if changed and output.resolve() == run.results(args.split).resolve():
+                raise UserError(f"--output {output}: that file holds the run's own {args.split} results; "
+                                f"evaluating with other {', '.join(changed)} writes elsewhere (drop --output "
+                                f"or name another file)")
+            return output, same
+        return (run.results(args.split) if same else run.results(args.split, settings_tag(settings))), same
+    if args.output:
+        return Path(args.output), False
+    return model_dir / results_name(args.split), False
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -65,12 +109,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..eval.protocols import check_protocols
     from ..eval.report import keep_training_meta, results_table, write_results
     from ..hub.folder import load_model
-    from ..recipe import load_recipe
     from ..registry import REGISTRY
-    from ..rundir import results_name
 
-    run, recipe_path, model_dir = find_target(args)
-    recipe = load_recipe(str(recipe_path), args.overrides)
+    run, recipe, model_dir = find_target(args)
+    output, replaces_own = results_path(args, run, recipe, model_dir)
     method = load_model(model_dir, device=resolve_device(recipe.eval.device))
     dataset = REGISTRY.build("dataset", recipe.data, split=args.split)
     console = Console()
@@ -97,8 +139,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     console.print(results_table(results, title=f"{recipe.name or model_dir.name}: {args.split} split"))
     if uncertainty is not None:
         results["uncertainty"] = uncertainty
-    output = Path(args.output) if args.output else out_dir / results_name(args.split)
-    keep_training_meta(results, output)  # replacing the training-time file keeps best_epoch/best_val_rsum
+    if replaces_own or not args.output:  # same settings: keeps best_epoch/best_val_rsum and uncertainty
+        keep_training_meta(results, output)
     write_results(results, output)
     console.print(f"results written to {output}")
     return 0

@@ -31,11 +31,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     from ..recipe import load_recipe
 
+    from ..errors import RecipeError
+    from ..recipe.params import parameter_pattern_problems
+
     recipe = load_recipe(args.recipe, args.overrides)
+    problems = parameter_pattern_problems(recipe, args.recipe)
+    if problems:
+        raise RecipeError(problems)
     console = make_console()
     console.print(Text.assemble(("OK", "bold green"), f" {args.recipe}"))
     for key, value in recipe_summary(recipe, default_name=Path(args.recipe).stem):
         console.print(Text.assemble(f"  {key}: ", (value, "cyan")))
+    if problems is None:
+        say("  train.param_groups/freeze patterns: not checked (the method needs files or downloads to be "
+            "built); zoo train checks them before creating the run folder")
     return 0
 
 

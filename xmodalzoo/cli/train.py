@@ -33,7 +33,7 @@ def recipe_name(recipe: Any, path: str | Path) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     """``zoo train``: the run directory on stdout when training finished."""
     from ..recipe import load_recipe
-    from ..rundir import LAST, RunDir, find_resumable, next_run
+    from ..rundir import LAST, RunDir, find_resumable, find_unstarted, next_run
     from ..train.distributed import shutdown
     from ..train.trainer import Trainer
 
@@ -44,10 +44,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     resume = False
     if args.resume == "auto":
         found = find_resumable(out, name)
-        run, resume = (found, True) if found is not None else (chosen or next_run(out, name), False)
+        # a run killed before its first checkpoint starts again in its own folder (not NAME-2)
+        unstarted = find_unstarted(out, name) if found is None and chosen is None else None
+        if unstarted is not None:
+            say(f"{unstarted}: killed before its first checkpoint; starting it again there", stderr=True)
+        run, resume = (found, True) if found is not None else (chosen or unstarted or next_run(out, name), False)
     elif args.resume:
         run, resume = RunDir(args.resume), True
-        if run.last_checkpoint() is None:
+        if not run.resume_checkpoints():
             raise FileNotFoundError(f"{run}: no checkpoint to resume from ({LAST} is missing)")
     else:
         run = chosen or next_run(out, name)

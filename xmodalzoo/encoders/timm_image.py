@@ -9,6 +9,7 @@ from pydantic import Field
 
 from ..config import ComponentConfig
 from .base import EncoderOutput, ImageEncoder
+from .pretrained import with_pretrained_weights
 from .transforms import ImageTransformConfig, build_image_transform
 
 
@@ -41,12 +42,11 @@ class TimmImageEncoder(ImageEncoder):
             hint = f" Similar names: {', '.join(close)}." if close else ""
             raise ValueError(f"unknown timm model {cfg.model!r}.{hint}")
         self.cfg = cfg
-        self.backbone = timm.create_model(cfg.model, pretrained=cfg.pretrained, num_classes=0)
+        self.backbone = create_backbone(cfg)
         patch_embed = getattr(self.backbone, "patch_embed", None)
         if patch_embed is not None and tuple(getattr(patch_embed, "img_size", ())) != (cfg.image_size,) * 2:
             # transformers fix their position embeddings to one image size
-            self.backbone = timm.create_model(cfg.model, pretrained=cfg.pretrained, num_classes=0,
-                                              img_size=cfg.image_size)
+            self.backbone = create_backbone(cfg, img_size=cfg.image_size)
         if cfg.checkpoint is not None:
             load_backbone_checkpoint(self.backbone, cfg.checkpoint)
         self.local_dim = self.input_dim = int(self.backbone.num_features)
@@ -97,17 +97,31 @@ class TimmImageEncoder(ImageEncoder):
         return ["backbone"]
 
 
+def create_backbone(cfg: TimmImageEncoderConfig, **options: Any) -> torch.nn.Module:
+    """The timm model of ``cfg`` without its classifier; with ``pretrained``, its weights come from the
+    local cache, or are downloaded when the Hub can be reached (else a one-line error naming
+    ``method.image_encoder.pretrained``, at once: :mod:`xmodalzoo.encoders.pretrained`)."""
+    import timm
+
+    def build() -> torch.nn.Module:
+        return timm.create_model(cfg.model, pretrained=cfg.pretrained, num_classes=0, **options)
+
+    if not cfg.pretrained:
+        return build()
+    return with_pretrained_weights(build, "method.image_encoder.pretrained", f"the timm weights of {cfg.model}")
+
+
 def load_backbone_checkpoint(model: torch.nn.Module, path: str | Path) -> None:
     """Load a local weights file (.pth/.pt/.safetensors) into ``model``; classifier weights are ignored.
 
     Raises if a backbone weight is missing from the file, naming the first missing keys.
     """
-    from timm.models import load_state_dict
+    from ..weights import read_weights
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image encoder checkpoint {path} not found")
-    state = load_state_dict(str(path))
+    state = read_weights(path)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     missing, _unexpected = model.load_state_dict(state, strict=False)
     if missing:

@@ -12,6 +12,7 @@ from rich.table import Table
 from ..files import write_text_atomic
 
 META_KEY = "meta"
+UNCERTAINTY_KEY = "uncertainty"
 
 
 #: table columns: (header, metric key suffix) — keys are ``{direction}_{suffix}`` or ``{suffix}_{direction}``
@@ -68,17 +69,20 @@ def _format(value: Any, key: str = "") -> str:
 
 
 def keep_training_meta(results: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    """Carry the training-only meta (``best_epoch``, ``best_val_rsum``) of the results file at ``path``
-    (about to be replaced) into ``results["meta"]``, when it is for the same split and ``results``
-    lacks them; returns ``results``."""
+    """Carry the training-only meta (``best_epoch``, ``best_val_rsum``) and the ``uncertainty`` section
+    of the results file at ``path`` (about to be replaced by an evaluation with the same settings)
+    into ``results``, when it is for the same split and ``results`` lacks them; returns ``results``."""
     path = Path(path)
     try:
-        old = json.loads(path.read_text()).get(META_KEY) or {}
+        previous = json.loads(path.read_text())
+        old = previous.get(META_KEY) or {}
     except (OSError, ValueError, AttributeError):
         return results
     meta = results.setdefault(META_KEY, {})
     if old.get("split", meta.get("split")) != meta.get("split"):
         return results
+    if isinstance(previous.get(UNCERTAINTY_KEY), dict) and UNCERTAINTY_KEY not in results:
+        results[UNCERTAINTY_KEY] = previous[UNCERTAINTY_KEY]
     for key in TRAINING_META_KEYS:
         if key in old and key not in meta:
             meta[key] = old[key]

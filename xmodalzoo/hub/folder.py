@@ -19,6 +19,7 @@ from ..files import atomic_dir, commit_dir
 from ..method import Method
 from ..registry import REGISTRY
 from ..version import __version__
+from ..weights import check_safetensors, read_safetensors
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -94,13 +95,13 @@ def model_card(method_cfg: dict[str, Any], info: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _without_downloads(cfg: dict[str, Any]) -> dict[str, Any]:
+def without_downloads(cfg: dict[str, Any]) -> dict[str, Any]:
     """The config without initial-weight sources (downloads, local checkpoints, GloVe files):
     the model folder holds every weight."""
     out = {}
     for k, v in cfg.items():
         if isinstance(v, dict):
-            v = _without_downloads(v)
+            v = without_downloads(v)
         elif k == "pretrained" and v is True:
             v = False
         elif k in ("checkpoint", "glove") and v is not None:
@@ -124,17 +125,17 @@ def build_from_folder(directory: str | Path, device: str | torch.device = "cpu")
         found = config.get("format") if isinstance(config, dict) else None
         raise ModelFolderError(f"{cfg_path}: unknown model folder format {found!r} (expected {FORMAT})")
     tokenizer = load_tokenizer(directory / TOKENIZER)
-    method: Method = REGISTRY.build("method", _without_downloads(config["method"]), tokenizer=tokenizer)
+    method: Method = REGISTRY.build("method", without_downloads(config["method"]), tokenizer=tokenizer)
     return method.to(device).eval()
 
 
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Method:
-    """Rebuild the method saved in a model folder and load its weights."""
-    from safetensors.torch import load_file
-
+    """Rebuild the method saved in a model folder and load its weights (a missing, truncated or corrupt
+    ``model.safetensors``: :class:`~xmodalzoo.errors.WeightsFileError` naming it)."""
     directory = Path(directory)
+    check_safetensors(directory / WEIGHTS)  # before building: a damaged file fails fast
     method = build_from_folder(directory)
-    state = load_file(str(directory / WEIGHTS))
+    state = read_safetensors(directory / WEIGHTS)
     missing, unexpected = method.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("batch_module.")]
     if missing or unexpected:

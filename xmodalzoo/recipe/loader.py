@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -11,7 +12,7 @@ import yaml
 
 from ..errors import RecipeError
 from .messages import describe_value
-from .model import Recipe, section_default, validate_recipe
+from .model import Recipe, section_default, section_model, validate_recipe
 
 EXTENDS_KEY = "extends"
 
@@ -23,9 +24,14 @@ def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
 
 
 def load_recipe_data(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """The recipe file as a plain mapping, after ``extends:`` and the overrides, not yet validated."""
+    """The recipe file as a plain mapping, after ``extends:`` and the overrides, not yet validated.
+
+    An override that changes a component's ``type`` (``--set method.type=pcme``) re-types that
+    section by the rule of :func:`retype` (docs/recipes.md, "Changing a type with --set").
+    """
     data = _load_with_extends(Path(path), stack=[])
-    return apply_overrides(data, overrides, defaults=section_default)
+    return apply_overrides(data, overrides, defaults=section_default,
+                           retype=lambda d, at, node, new, others: retype(d, at, node, new, others, str(path)))
 
 
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -91,23 +97,76 @@ def apply_overrides(
     data: dict[str, Any],
     overrides: Sequence[str],
     defaults: Callable[[dict[str, Any], list[str | int]], Any] | None = None,
+    retype: Callable[..., None] | None = None,
 ) -> dict[str, Any]:
     """A copy of ``data`` with each ``KEY.PATH=VALUE`` override set.
 
     A missing mapping on the way is created from ``defaults(data, path)`` when that gives a
-    component's default (a mapping with ``type``), else empty.
+    component's default (a mapping with ``type``), else empty.  An override of ``...type`` that
+    changes the type of the mapping there calls ``retype(data, path, mapping, new_type, other_paths)``
+    instead (``other_paths``: the paths of the other overrides).
     """
     data = copy.deepcopy(data)
-    for text in overrides:
-        path, value = parse_override(text)
+    parsed = [parse_override(text) for text in overrides]
+    for k, text in enumerate(overrides):
+        path, value = parsed[k]
         node: Any = data
         for i, part in enumerate(path[:-1]):
             if isinstance(node, dict) and node.get(str(part)) is None:
                 start = defaults(data, path[: i + 1]) if defaults is not None else None
                 node[str(part)] = copy.deepcopy(start) if isinstance(start, dict) and "type" in start else {}
             node = _child(node, part, path[: i + 1], text)
+        if (retype is not None and path[-1] == "type" and isinstance(node, dict) and isinstance(value, str)
+                and isinstance(node.get("type"), str) and node["type"] != value):
+            retype(data, path[:-1], node, value, [p for j, (p, _) in enumerate(parsed) if j != k])
+            continue
         _set(node, path[-1], value, path, text)
     return data
+
+
+def retype(data: dict[str, Any], at: list[str | int], node: dict[str, Any], new: str,
+           other_paths: list[list[str | int]], source: str = "the recipe") -> None:
+    """Change the type of the component mapping ``node`` (at ``at`` in ``data``) to ``new``, in place.
+
+    What the recipe wrote in ``node`` is kept where it means the same to ``new``, and only there:
+
+    * an option (a value that is not a component) is kept when ``new``'s config has an option of that
+      name (``embed_dim``, ``margin``), dropped otherwise (it means nothing to ``new``);
+    * a part (a component mapping, e.g. ``loss: {type: triplet}``) is kept when it is of the type
+      ``new`` has by default there (the encoders of a recipe sized for its data), or when another
+      override of the same list sets something inside it (it then decides);
+    * any other part conflicts: a :class:`RecipeError` with one line per part, naming it.
+
+    Everything else comes from ``new``'s defaults, at validation.
+    """
+    old_type = node["type"]
+    where = _dotted(at) if at else "the recipe"
+    written = {k: v for k, v in node.items() if k != "type"}
+    node.clear()
+    node["type"] = new
+    fields = section_model(data, at)
+    if fields is None:  # unknown type: validation names it
+        node.update(written)
+        return
+    problems = []
+    for key, value in written.items():
+        part = [*at, key]
+        if isinstance(value, dict) and "type" in value:
+            default = section_default(data, part)
+            default_type = default.get("type") if isinstance(default, dict) else None
+            touched = any(p[: len(part)] == part for p in other_paths)
+            if touched or default_type in (None, value["type"]):
+                node[key] = value
+            else:
+                problems.append(
+                    f"{source}: --set {where}.type={new}: {_dotted(part)} is {value['type']!r} in the recipe "
+                    f"(for {old_type!r}), but {new!r} has {default_type!r} there; say which in the same --set "
+                    f"list (--set {_dotted(part)}.type={default_type} or ={value['type']}) or remove it "
+                    f"from the recipe")
+        elif key in fields.model_fields:
+            node[key] = value
+    if problems:
+        raise RecipeError(problems)
 
 
 def _child(node: Any, part: str | int, path: list[str | int], text: str) -> Any:
@@ -145,6 +204,7 @@ def _load_with_extends(path: Path, stack: list[Path]) -> dict[str, Any]:
         chain = " -> ".join(str(p) for p in [*stack[stack.index(resolved):], resolved])
         raise RecipeError(f"{path}: extends cycle: {chain}")
     data = read_yaml(path)
+    anchor_data_root(data, path)
     bases = data.pop(EXTENDS_KEY, None)
     if bases is None:
         return data
@@ -157,6 +217,34 @@ def _load_with_extends(path: Path, stack: list[Path]) -> dict[str, Any]:
         base_path = Path(base) if os.path.isabs(base) else path.parent / base
         merged = deep_merge(merged, _load_with_extends(base_path, [*stack, resolved]))
     return deep_merge(merged, data)
+
+
+def anchor_data_root(data: dict[str, Any], recipe_path: Path) -> None:
+    """Make a relative ``data.root`` written in the recipe file ``recipe_path`` absolute, against that
+    file's folder (as ``extends:`` paths are), in place.
+
+    ``~`` and ``$VARS`` are expanded first (a root with an unset variable is left for the loader to
+    report).  When the recipe-relative folder does not exist but the same path does from the current
+    directory (how relative roots used to resolve), that one is used, with a warning.  A ``--set
+    data.root=...`` on the command line is a path typed in the shell: it stays relative to the
+    current directory (overrides apply after this).
+    """
+    section = data.get("data")
+    root = section.get("root") if isinstance(section, dict) else None
+    if not isinstance(root, str) or not root.strip():
+        return
+    expanded = os.path.expandvars(os.path.expanduser(root))
+    if "$" in expanded or os.path.isabs(expanded):
+        return
+    beside = Path(os.path.abspath(recipe_path.parent / expanded))
+    from_cwd = Path(os.path.abspath(expanded))
+    if not beside.exists() and from_cwd.exists():
+        warnings.warn(f"{recipe_path}: data.root {root!r} resolves against the recipe's folder ({beside}), which "
+                      f"does not exist; using {from_cwd} (from the current directory) as before. Write a path "
+                      f"relative to the recipe, or an absolute one", FutureWarning, stacklevel=2)
+        section["root"] = str(from_cwd)
+        return
+    section["root"] = str(beside)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

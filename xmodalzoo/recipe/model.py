@@ -79,3 +79,27 @@ def section_default(data: dict[str, Any], path: Sequence[str | int]) -> Any:
         node = finfo.annotation
         current = current.get(part) if isinstance(current, dict) and part in current else value
     return value
+
+
+def section_model(data: dict[str, Any], path: Sequence[str | int]) -> type[BaseModel] | None:
+    """The config class of the recipe section at ``path`` given the (partial) recipe ``data`` (a
+    component's class is picked by the ``type`` written there); None where unknown."""
+    node: Any = recipe_model()
+    current: Any = data
+    for part in path:
+        node = _model_of(node, current)
+        if node is None or part not in node.model_fields:
+            return None
+        node = node.model_fields[part].annotation
+        current = current.get(part) if isinstance(current, dict) else None
+    return _model_of(node, current)
+
+
+def _model_of(annotation: Any, value: Any) -> type[BaseModel] | None:
+    """The model class an annotation stands for, the member whose tag is ``value["type"]`` for a union."""
+    annotation = strip_annotated(annotation)
+    members = union_members(annotation)
+    if members is not None:
+        tags = {type_tag(m): m for m in members}
+        return tags.get(value.get("type")) if isinstance(value, dict) else None
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None

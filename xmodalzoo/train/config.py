@@ -67,3 +67,6 @@ class TrainConfig(ComponentConfig):
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap steps per epoch (quick runs)")
     log_every: int = Field(10, ge=1, description="steps between metric log lines")
     eval_every: int = Field(1, ge=1, description="epochs between validation runs")
+    keep_previous_checkpoint: bool = Field(
+        True, description="keep the checkpoint of the epoch before checkpoints/last as checkpoints/previous "
+                          "(up to twice the checkpoint disk space): a damaged last checkpoint falls back to it")

@@ -7,6 +7,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from ..errors import RecipeError
 from .config import FreezeRule, OptimizerConfig, ParamGroupRule
 
 
@@ -65,11 +66,22 @@ def apply_freeze(named: list[tuple[str, nn.Parameter]], rules: list[FreezeRule],
     return frozen
 
 
+def trainable_parameters(method: nn.Module, loss: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """Every parameter the optimizer sees, by the name patterns match: the method's, then the loss's
+    under ``loss.`` (PCME's learnable a, b live in the similarity, i.e. the method)."""
+    return [*method.named_parameters(), *((f"loss.{n}", p) for n, p in loss.named_parameters())]
+
+
 def check_patterns(names: list[str], patterns: list[str], what: str) -> None:
-    """Fail early when a pattern matches no parameter (a typo would silently do nothing)."""
-    for pattern in patterns:
-        if not any(matches(n, pattern) for n in names):
-            prefixes = sorted({".".join(n.split(".")[:2]) for n in names})
-            raise ValueError(
-                f"{what} pattern {pattern!r} matches no parameter; parameter prefixes are: {', '.join(prefixes)}"
-            )
+    """Fail early (:class:`~xmodalzoo.errors.RecipeError`, one line per pattern) when a pattern of the
+    setting ``what`` (e.g. ``train.freeze``) matches no parameter: a typo would silently do nothing."""
+    problems = pattern_problems(names, patterns, what)
+    if problems:
+        raise RecipeError(problems)
+
+
+def pattern_problems(names: list[str], patterns: list[str], what: str) -> list[str]:
+    """One line per pattern of ``what`` that matches none of the parameter ``names``."""
+    prefixes = sorted({".".join(n.split(".")[:2]) for n in names})
+    return [f"{what}.{i}.pattern {pattern!r} matches no parameter; parameter prefixes are: {', '.join(prefixes)}"
+            for i, pattern in enumerate(patterns) if not any(matches(n, pattern) for n in names)]

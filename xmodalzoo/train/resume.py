@@ -5,13 +5,22 @@ so a failing validation loses no training: the epoch's record rides along as ``p
 resume finishes it (validation, log line).  Once the epoch is validated and logged it is saved
 again, weights hard-linked, with ``validated: true`` in ``meta.json``, so a resume from it goes
 straight to the next epoch.
+
+When a new epoch's checkpoint replaces ``last``, the one it replaces is kept as
+``checkpoints/previous`` (hard links; ``train.keep_previous_checkpoint``).  A resume whose ``last`` is
+damaged (truncated, corrupt) falls back to it and says so in one line; with no good checkpoint left it
+fails with one line naming the damaged file (:class:`~xmodalzoo.errors.WeightsFileError`).
+
+``meta.json`` counts epochs from 1 (the epoch just trained), as the logs do; ``train_state.pt`` keeps
+the trainer's 0-based ``epoch`` index, so checkpoints written before ``meta.json`` changed resume alike.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from . import distributed as D
-from .checkpoint import load_checkpoint, save_checkpoint
+from ..errors import WeightsFileError
+from .checkpoint import apply_weights, keep_copy, read_checkpoint, save_checkpoint
 from .rng import set_rng_state
 
 
@@ -27,9 +36,11 @@ def write_last(trainer: Any, *, reuse_weights: bool) -> None:
         "history": t.history, "pending": t.pending, "optimizer": t.optimizer.state_dict(),
         "scheduler": t.scheduler.state_dict(), "scaler": t.scaler.state_dict(),
     }
-    meta = {"epoch": t.epoch, "step": t.step, "best_rsum": t.best_rsum,
+    meta = {"epoch": t.epoch + 1, "step": t.step, "best_rsum": t.best_rsum,
             "validated": t.pending is None}  # the epoch's record is finished: a resume skips it
-    save_checkpoint(t.run.last, t.modules(), state, meta, reuse_weights=reuse_weights)
+    # a new epoch's weights: the checkpoint they replace (the epoch before) is kept as `previous`
+    keep = t.run.previous if not reuse_weights and t.cfg.keep_previous_checkpoint else None
+    save_checkpoint(t.run.last, t.modules(), state, meta, reuse_weights=reuse_weights, keep_as=keep)
 
 
 def read_last(trainer: Any) -> dict[str, Any] | None:
@@ -41,9 +52,15 @@ def read_last(trainer: Any) -> dict[str, Any] | None:
     there is no checkpoint.
     """
     t = trainer
-    state = load_checkpoint(t.run.last, t.modules(), missing_ok=True)
-    if state is None:
+    found = read_resumable(t.run.resume_checkpoints(),
+                           lambda line: t.console.print(line, soft_wrap=True, markup=False, highlight=False))
+    if found is None:
         return None
+    directory, flat, state = found
+    if directory != t.run.resume_checkpoints()[0] and t.dist.is_main:
+        keep_copy(directory, t.run.last)  # the damaged last goes; the next saves start from a good one
+    D.barrier()
+    apply_weights(flat, t.modules())
     t.optimizer.load_state_dict(state["optimizer"])
     t.scheduler.load_state_dict(state["scheduler"])
     t.scaler.load_state_dict(state["scaler"])
@@ -54,3 +71,24 @@ def read_last(trainer: Any) -> dict[str, Any] | None:
     set_rng_state(state["rng"])
     t.epoch = state["epoch"]
     return state
+
+
+def read_resumable(candidates: list[Any], warn: Any) -> tuple[Any, dict[str, Any], dict[str, Any]] | None:
+    """``(directory, flat weights, training state)`` of the first readable checkpoint among
+    ``candidates`` (newest first), after ``warn``-ing in one line about each damaged one passed over;
+    None when there are none; a :class:`WeightsFileError` when every one is damaged."""
+    first: WeightsFileError | None = None
+    for directory in candidates:
+        try:
+            flat, state = read_checkpoint(directory)
+        except WeightsFileError as exc:
+            first = first or exc
+            continue
+        if first is not None:
+            warn(f"warning: {first}; resuming from the checkpoint before it, {directory} "
+                 f"(after epoch {state['epoch'] + 1})")
+        return directory, flat, state
+    if first is not None:
+        raise WeightsFileError(first.path, f"{first.problem}; no earlier good checkpoint to resume from "
+                                           "(train again without --resume)")
+    return None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from . import distributed as D
 from .batches import training_batches
 from .checkpoint import WEIGHTS, load_weights, save_checkpoint
 from .log import MetricsLog, epoch_summary, progress_bar
-from .optim import apply_freeze, build_optimizer, check_patterns
+from .optim import apply_freeze, build_optimizer, check_patterns, trainable_parameters
 from .precision import mixed_precision
 from .resume import read_last, write_last
 from .rng import seed_everything
@@ -61,7 +62,6 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
         r, cfg = self.recipe, self.cfg
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         seed_everything(r.seed)
         self.train_data = REGISTRY.build("dataset", r.data, split="train")
         self.val_data = REGISTRY.build("dataset", r.data, split="val")
@@ -77,8 +77,7 @@ class Trainer:
         self.method.to(self.device)
         self.loss.to(self.device)
         self.forward = torch.compile(self.method) if cfg.compile else self.method
-        self.named = [(n, p) for n, p in self.method.named_parameters()]
-        self.named += [(f"loss.{n}", p) for n, p in self.loss.named_parameters()]
+        self.named = trainable_parameters(self.method, self.loss)
         names = [n for n, _ in self.named]
         check_patterns(names, [g.pattern for g in cfg.param_groups], "train.param_groups")
         check_patterns(names, [f.pattern for f in cfg.freeze], "train.freeze")
@@ -94,6 +93,8 @@ class Trainer:
         self.epoch, self.step, self.best_rsum, self.best_epoch = 0, 0, -math.inf, -1
         self.history: list[dict[str, Any]] = []
         self.pending: dict[str, Any] | None = None  # this epoch's record until it is validated and logged
+        # made only now that every part is built: a bad setting (a pattern matching nothing) leaves no folder
+        self.run_dir.mkdir(parents=True, exist_ok=True)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"method": self.method, "loss": self.loss}
@@ -261,13 +262,35 @@ class Trainer:
             except Exception as exc:
                 error = exc
         D.raise_everywhere(error, self.dist)
-        self.setup()
-        if self.dist.is_main:
-            from .record import write_run_record
+        created = not self.run_dir.exists()
+        try:
+            self.setup()
+            self.start()
+            if self.resume:
+                self.restore()
+            self.train_epochs()
+        except BaseException:
+            # a run that failed before its first step leaves no folder behind
+            if created and self.dist.is_main and not self.resume and getattr(self, "step", 0) == 0:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
+        results = self.finish() if self.dist.is_main else {}
+        D.barrier()
+        return results
 
-            write_run_record(self.run, self.recipe, self.argv, str(self.device))
-        if self.resume:
-            self.restore()
+    def start(self) -> None:
+        """Write the run record; a fresh start (not a resume) in a folder that a run killed before its
+        first checkpoint left drops that run's metrics lines."""
+        if not self.dist.is_main:
+            return
+        from .record import write_run_record
+
+        if not self.resume:
+            self.metrics.keep_until(0, 0)
+        write_run_record(self.run, self.recipe, self.argv, str(self.device))
+
+    def train_epochs(self) -> None:
+        """Train from epoch ``self.epoch`` to the last, checkpointing and validating each."""
         for epoch in range(self.epoch, self.cfg.epochs):
             self.epoch = epoch
             train_logs = self.train_epoch()
@@ -277,9 +300,6 @@ class Trainer:
             D.barrier()
             self.end_epoch(self.pending)
             self.save_validated()
-        results = self.finish() if self.dist.is_main else {}
-        D.barrier()
-        return results
 
     def finish(self) -> dict[str, Any]:
         """Load the best validation weights, export the model folder, evaluate the test split once."""
