@@ -65,6 +65,11 @@ class ModelFolderError(UserError, ValueError):
     fit the model its config describes."""
 
 
+class CheckpointError(UserError, ValueError):
+    """An official checkpoint that cannot be read safely (``torch.load(weights_only=True)``) or that
+    does not fit the layout its converter maps (a key left over, a parameter left unfilled, a shape)."""
+
+
 class DeviceError(UserError, RuntimeError):
     """A device was asked for that this machine does not have (e.g. ``cuda`` without CUDA)."""
 
@@ -74,6 +79,6 @@ class TrainingError(RuntimeError):
 
 
 __all__ = [
-    "ContractError", "DataError", "DeviceError", "ModelFolderError", "PluginLoadError", "ProtocolError",
+    "CheckpointError", "ContractError", "DataError", "DeviceError", "ModelFolderError", "PluginLoadError", "ProtocolError",
     "RecipeError", "RegistryError", "TrainingError", "UserError",
 ]
