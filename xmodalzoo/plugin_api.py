@@ -9,6 +9,7 @@ from __future__ import annotations
 from .batch_module import BatchModule
 from .config import Component, ComponentConfig
 from .convert.base import Converter, OfficialCheckpoint
+from .errors import CheckpointError
 from .convert.keymap import KeyMap
 from .data.base import RetrievalDataset
 from .data.batch import Batch, TextBatch
@@ -56,6 +57,7 @@ __all__ = [
     "laplacian_kernel",
     "mmd",
     # converters of official checkpoints (kind "converter")
+    "CheckpointError",
     "Converter",
     "KeyMap",
     "OfficialCheckpoint",

@@ -154,13 +154,14 @@ class Converter:
 
     # ---------------------------------------------------------------- shared layouts
     @staticmethod
-    def map_word_gru(keys: KeyMap, src: str, dst: str, vocab_size: int) -> None:
+    def map_word_gru(keys: KeyMap, src: str, dst: str) -> None:
         """Word embeddings ``{src}embed.weight`` and GRU ``{src}rnn.*`` -> ``{dst}embed`` / ``{dst}rnn``.
 
         An embedding with more rows than the vocabulary (DivE's |V| + 1) keeps the first |V| rows;
         the rest is reported as dropped (no word id reaches them).
         """
         emb = keys.tensor(f"{src}embed.weight")
+        vocab_size = int(keys.ours[f"{dst}embed.weight"].shape[0])  # our tokenizer's vocabulary
         if emb.shape[0] < vocab_size:
             raise CheckpointError(f"{keys.where(src + 'embed.weight')} has {emb.shape[0]} rows but the vocabulary "
                                   f"has {vocab_size} words (pass the vocabulary the model was trained with)")
@@ -178,6 +179,17 @@ class Converter:
         keys.move(f"{src}bns.0.", f"{dst}1.")
         keys.move(f"{src}layers.1.", f"{dst}3.")
         keys.drop(f"{src}bns.1.", "BatchNorm after the MLP's last layer, never applied by the official forward")
+
+    @staticmethod
+    def resnet_name(ck: OfficialCheckpoint, src: str) -> str | None:
+        """The timm name of the torchvision ResNet under ``src`` (resnet18/34/50/101/152) from its
+        block counts, or None when the keys are not a torchvision ResNet's."""
+        blocks = {int(k[len(src):].split(".")[1]) for k in ck.tensors if k.startswith(f"{src}layer3.")}
+        if f"{src}conv1.weight" not in ck.tensors or not blocks:
+            return None
+        bottleneck = f"{src}layer1.0.conv3.weight" in ck.tensors
+        return {(False, 2): "resnet18", (False, 6): "resnet34", (True, 6): "resnet50", (True, 23): "resnet101",
+                (True, 36): "resnet152"}.get((bottleneck, max(blocks) + 1))
 
     @staticmethod
     def map_cnn(keys: KeyMap, src: str, dst: str) -> None:
