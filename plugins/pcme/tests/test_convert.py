@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from convert_fakes import gru, linear, norm
 
 D, WORD, HID, DH_IMG, DH_TXT = 8, 6, 4, 5, 3
 WORDS = ["<pad>", "<start>", "<end>", "<unk>", "a", "red", "square", "blue", "circle"]
@@ -19,27 +20,6 @@ method:
   type: pcme
   image_encoder: {type: timm, model: test_resnet, pretrained: false, image_size: 32}
 """
-
-
-def _lin(out: int, inp: int, bias: bool = True, dtype: torch.dtype = torch.float16) -> dict[str, torch.Tensor]:
-    d = {"weight": torch.randn(out, inp).to(dtype)}
-    if bias:
-        d["bias"] = torch.randn(out).to(dtype)
-    return d
-
-
-def _gru(prefix: str, inp: int, hid: int) -> dict[str, torch.Tensor]:
-    out = {}
-    for sfx in ("", "_reverse"):
-        out[f"{prefix}weight_ih_l0{sfx}"] = torch.randn(3 * hid, inp).half()
-        out[f"{prefix}weight_hh_l0{sfx}"] = torch.randn(3 * hid, hid).half()
-        out[f"{prefix}bias_ih_l0{sfx}"] = torch.randn(3 * hid).half()
-        out[f"{prefix}bias_hh_l0{sfx}"] = torch.randn(3 * hid).half()
-    return out
-
-
-def _put(sd: dict[str, torch.Tensor], prefix: str, params: dict[str, torch.Tensor]) -> None:
-    sd.update({f"{prefix}.{k}": v for k, v in params.items()})
 
 
 def fake_pcme_checkpoint(path: Path) -> dict[str, torch.Tensor]:
@@ -55,19 +35,20 @@ def fake_pcme_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     sd["img_enc.cnn.fc.weight"] = torch.randn(10, 96)  # an ImageNet classifier left in the file
     sd["img_enc.cnn.fc.bias"] = torch.randn(10)
     c = cnn.num_features
-    _put(sd, "img_enc.fc", _lin(D, c))
+    h = torch.float16  # apex O2 checkpoints hold fp16 heads
+    linear(sd, "img_enc.fc", D, c, dtype=h)
     for side, fin, dh in (("img_enc", c, DH_IMG), ("txt_enc", WORD, DH_TXT)):
-        _put(sd, f"{side}.pie_net.attention.w_1", _lin(dh, fin, bias=False))
-        _put(sd, f"{side}.pie_net.attention.w_2", _lin(1, dh, bias=False))
-        _put(sd, f"{side}.pie_net.fc", _lin(D, fin))
-        _put(sd, f"{side}.pie_net.layer_norm", {"weight": torch.rand(D).half() + 0.5, "bias": torch.randn(D).half()})
-        _put(sd, f"{side}.uncertain_net.attention.w_1", _lin(dh, fin, bias=False))
-        _put(sd, f"{side}.uncertain_net.attention.w_2", _lin(1, dh, bias=False))
-        _put(sd, f"{side}.uncertain_net.fc", _lin(D, fin))
-    _put(sd, "img_enc.uncertain_net.fc2", _lin(D, c))
+        linear(sd, f"{side}.pie_net.attention.w_1", dh, fin, bias=False, dtype=h)
+        linear(sd, f"{side}.pie_net.attention.w_2", 1, dh, bias=False, dtype=h)
+        linear(sd, f"{side}.pie_net.fc", D, fin, dtype=h)
+        norm(sd, f"{side}.pie_net.layer_norm", D, dtype=h)
+        linear(sd, f"{side}.uncertain_net.attention.w_1", dh, fin, bias=False, dtype=h)
+        linear(sd, f"{side}.uncertain_net.attention.w_2", 1, dh, bias=False, dtype=h)
+        linear(sd, f"{side}.uncertain_net.fc", D, fin, dtype=h)
+    linear(sd, "img_enc.uncertain_net.fc2", D, c, dtype=h)
     sd["txt_enc.embed.weight"] = torch.randn(len(WORDS), WORD).half()
-    sd.update(_gru("txt_enc.rnn.", WORD, HID))
-    sd.update(_gru("txt_enc.uncertain_net.rnn.", WORD, D // 2))
+    gru(sd, "txt_enc.rnn", WORD, HID, dtype=h)
+    gru(sd, "txt_enc.uncertain_net.rnn", WORD, D // 2, dtype=h)
     torch.save({
         "model": {f"module.{k}": v for k, v in sd.items()},
         "criterion": {"negative_scale": torch.tensor(13.5), "shift": torch.tensor(11.0)},
