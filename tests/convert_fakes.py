@@ -2,8 +2,17 @@
 and the reference formulas those tests compare the converted models with."""
 from __future__ import annotations
 
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+#: sizes and vocabulary of the fake VSE∞ checkpoint
+VSE_D, IMG, WORD, PE, GH = 8, 10, 6, 4, 3
+VSE_WORDS = ["<pad>", "<start>", "<end>", "<unk>", "a", "dog", "runs"]
 
 
 def linear(sd: dict[str, torch.Tensor], name: str, out: int, inp: int, bias: bool = True,
@@ -67,3 +76,26 @@ def region_projection(x: torch.Tensor, t: dict[str, torch.Tensor], fc: str, l0: 
 def save_official(path, weights, **entries) -> None:  # type: ignore[no-untyped-def]
     """torch.save of ``{'model': weights, **entries}`` (what the official training scripts write)."""
     torch.save({"model": weights, **entries}, path)
+
+
+def fake_vse_infinity(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """``folder/vse.pth`` in the VSE∞ layout (BiGRU text) and its ``coco_precomp_vocab.json``; returns the
+    image and text state dicts (without ``module.``)."""
+    torch.manual_seed(0)
+    img: dict[str, torch.Tensor] = {}
+    txt: dict[str, torch.Tensor] = {}
+    linear(img, "fc", VSE_D, IMG)
+    vse_mlp(img, "mlp", IMG, VSE_D // 2, VSE_D)
+    txt["embed.weight"] = torch.randn(len(VSE_WORDS), WORD)
+    gru(txt, "rnn", WORD, VSE_D)
+    for sd in (img, txt):
+        gru(sd, "gpool.gru", PE, GH)
+        linear(sd, "gpool.linear", 1, GH, bias=False)
+    torch.save({
+        "model": [{f"module.{k}": v for k, v in img.items()}, {f"module.{k}": v for k, v in txt.items()}],
+        "opt": argparse.Namespace(embed_size=VSE_D, precomp_enc_type="backbone", vocab_path="vocab"),
+        "epoch": 24, "best_rsum": np.float64(520.8), "Eiters": 100,
+    }, folder / "vse.pth")
+    (folder / "coco_precomp_vocab.json").write_text(json.dumps(
+        {"word2idx": {w: i for i, w in enumerate(VSE_WORDS)}, "idx2word": dict(enumerate(VSE_WORDS)), "idx": len(VSE_WORDS)}))
+    return img, txt

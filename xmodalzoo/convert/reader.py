@@ -75,7 +75,7 @@ def read_checkpoint(path: str | Path, *, trust_pickle: bool = False) -> Any:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-_GLOBAL = re.compile(r"(?:GLOBAL|global|Unsupported global:?)\s+([\w.]+)")
+_GLOBAL = re.compile(r"Unsupported global:\s*(?:GLOBAL\s+)?([\w.]+)")
 
 
 def _refusal(exc: BaseException) -> str | None:

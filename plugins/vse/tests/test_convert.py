@@ -4,40 +4,15 @@ with a separate VSE∞ vocabulary JSON lands tensor by tensor, and the converted
 equals the official formula computed from the checkpoint's tensors."""
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
-from convert_fakes import gru, linear, region_projection, vse_mlp
+from convert_fakes import IMG, VSE_D, VSE_WORDS, fake_vse_infinity, region_projection
 
 ZOO = Path(sys.executable).with_name("zoo")
-D, IMG, WORD, PE, GH = 8, 10, 6, 4, 3
-WORDS = ["<pad>", "<start>", "<end>", "<unk>", "a", "dog", "runs"]
-
-
-def fake_vse_infinity(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    torch.manual_seed(0)
-    img: dict[str, torch.Tensor] = {}
-    txt: dict[str, torch.Tensor] = {}
-    linear(img, "fc", D, IMG)
-    vse_mlp(img, "mlp", IMG, D // 2, D)
-    txt["embed.weight"] = torch.randn(len(WORDS), WORD)
-    gru(txt, "rnn", WORD, D)
-    for sd in (img, txt):
-        gru(sd, "gpool.gru", PE, GH)
-        linear(sd, "gpool.linear", 1, GH, bias=False)
-    torch.save({
-        "model": [{f"module.{k}": v for k, v in img.items()}, {f"module.{k}": v for k, v in txt.items()}],
-        "opt": argparse.Namespace(embed_size=D, precomp_enc_type="backbone", vocab_path="vocab"),
-        "epoch": 24, "best_rsum": np.float64(520.8), "Eiters": 100,
-    }, folder / "vse.pth")
-    (folder / "coco_precomp_vocab.json").write_text(json.dumps(
-        {"word2idx": {w: i for i, w in enumerate(WORDS)}, "idx2word": dict(enumerate(WORDS)), "idx": len(WORDS)}))
-    return img, txt
 
 
 def test_zoo_convert_vse_infinity(tmp_path: Path) -> None:
@@ -70,8 +45,8 @@ def test_zoo_convert_vse_infinity(tmp_path: Path) -> None:
         f"model[0]['module.mlp.bns.1.{n}']" for n in sorted(["bias", "num_batches_tracked", "running_mean",
                                                                "running_var", "weight"])]
     assert report["entries"]["best_rsum"].startswith("validation score")
-    assert report["config_from_checkpoint"]["embed_dim"] == D
-    assert model.tokenizer.words == WORDS
+    assert report["config_from_checkpoint"]["embed_dim"] == VSE_D
+    assert model.tokenizer.words == VSE_WORDS
     # the official region projection fc(x) + MLP(x) (BatchNorm with running statistics), by the formula
     t = {k: v.double() for k, v in img.items()}
     x = torch.randn(2, 5, IMG)
