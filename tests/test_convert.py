@@ -172,3 +172,20 @@ def test_official_download_failures_leave_nothing_behind(
         assert not root.exists() or not any(root.iterdir())
     with pytest.raises(CheckpointError, match="not converted in the cache .* downloads are off"):
         load_official(_entry(server), cache_dir=cache, local_files_only=True)
+
+
+@pytest.mark.parametrize("depth", [18, 50, 152])
+def test_a_torchvision_resnet_fills_our_timm_backbone_and_its_depth_is_recognised(depth: int) -> None:
+    """The official PCME / PVSE image encoders are torchvision ResNets: their parameter names (minus the
+    classifier) are exactly those of the timm backbone we build, and the block counts name the model."""
+    import timm
+    import torchvision
+
+    from xmodalzoo.convert import Converter, OfficialCheckpoint
+
+    with torch.device("meta"):
+        official = torchvision.models.__dict__[f"resnet{depth}"]().state_dict()
+        ours = timm.create_model(f"resnet{depth}", pretrained=False, num_classes=0).state_dict()
+    assert set(official) - {"fc.weight", "fc.bias"} == set(ours)
+    ck = OfficialCheckpoint(Path("x.pth"), {f"img_enc.cnn.{k}": v for k, v in official.items()})
+    assert Converter.cnn_config(ck, "img_enc.cnn.") == {"image_encoder": {"model": f"resnet{depth}"}}

@@ -154,6 +154,20 @@ class Converter:
 
     # ---------------------------------------------------------------- shared layouts
     @staticmethod
+    def word_gru_config(ck: OfficialCheckpoint, src: str, combine: str, global_feature: str) -> dict[str, Any]:
+        """Our ``bigru`` settings for the word embeddings and biGRU under ``src`` (sizes from the tensors)."""
+        return {"type": "bigru", "word_dim": int(ck.tensors[f"{src}embed.weight"].shape[1]),
+                "hidden_dim": int(ck.tensors[f"{src}rnn.weight_hh_l0"].shape[1]), "combine": combine,
+                "global_feature": global_feature}
+
+    @staticmethod
+    def region_config(ck: OfficialCheckpoint, fc: str, mlp_input: str) -> dict[str, Any]:
+        """Our ``regions`` encoder settings for the region projection Linear ``fc`` (in and out sizes)."""
+        weight = ck.tensors[f"{fc}.weight"]
+        return {"type": "regions", "in_dim": int(weight.shape[1]), "out_dim": int(weight.shape[0]),
+                "mlp_input": mlp_input}
+
+    @staticmethod
     def map_word_gru(keys: KeyMap, src: str, dst: str) -> None:
         """Word embeddings ``{src}embed.weight`` and GRU ``{src}rnn.*`` -> ``{dst}embed`` / ``{dst}rnn``.
 
@@ -190,6 +204,13 @@ class Converter:
         bottleneck = f"{src}layer1.0.conv3.weight" in ck.tensors
         return {(False, 2): "resnet18", (False, 6): "resnet34", (True, 6): "resnet50", (True, 23): "resnet101",
                 (True, 36): "resnet152"}.get((bottleneck, max(blocks) + 1))
+
+    @classmethod
+    def cnn_config(cls, ck: OfficialCheckpoint, src: str) -> dict[str, Any]:
+        """``{"image_encoder": {"model": "resnetN"}}`` for a torchvision ResNet under ``src``; ``{}`` when
+        its depth is not recognised (the recipe's backbone then stays)."""
+        name = cls.resnet_name(ck, src)
+        return {} if name is None else {"image_encoder": {"model": name}}
 
     @staticmethod
     def map_cnn(keys: KeyMap, src: str, dst: str) -> None:

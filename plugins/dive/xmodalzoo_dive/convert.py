@@ -42,14 +42,10 @@ class DivEConverter(Converter):
 
     def method_config(self, ck: OfficialCheckpoint) -> dict[str, Any]:
         t = ck.tensors
-        fc = t["img_enc.fc.weight"]
         cfg: dict[str, Any] = {
-            "embed_dim": int(fc.shape[0]),
-            "image_encoder": {"type": "regions", "in_dim": int(fc.shape[1]), "out_dim": int(fc.shape[0]),
-                              "mlp_input": "projection"},
-            "text_encoder": {"type": "bigru", "word_dim": int(t["txt_enc.embed.weight"].shape[1]),
-                             "hidden_dim": int(t["txt_enc.rnn.weight_hh_l0"].shape[1]), "combine": "mean",
-                             "global_feature": "final_states"},
+            "embed_dim": int(t["img_enc.fc.weight"].shape[0]),
+            "image_encoder": self.region_config(ck, "img_enc.fc", "projection"),
+            "text_encoder": self.word_gru_config(ck, "txt_enc.", "mean", "final_states"),
         }
         for side, head in (("img_enc.", "image_head"), ("txt_enc.", "text_head")):
             spm = f"{side}spm.agg_block."

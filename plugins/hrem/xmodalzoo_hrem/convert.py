@@ -21,12 +21,10 @@ class HREMConverter(Converter):
 
     def method_config(self, ck: OfficialCheckpoint) -> dict[str, Any]:
         t = ck.tensors
-        fc = t["img_enc.fc.fc.weight"]
         heads = int(ck.option("nhead", 16))
         cfg: dict[str, Any] = {
-            "embed_dim": int(fc.shape[0]),
-            "image_encoder": {"type": "regions", "in_dim": int(fc.shape[1]), "out_dim": int(fc.shape[0]),
-                              "mlp_input": "features"},
+            "embed_dim": int(t["img_enc.fc.fc.weight"].shape[0]),
+            "image_encoder": self.region_config(ck, "img_enc.fc.fc", "features"),
         }
         for side, head in (("img_enc.", "image_head"), ("txt_enc.", "text_head")):
             layers = {k.split(".")[3] for k in t if k.startswith(f"{side}aggr.layers.")}

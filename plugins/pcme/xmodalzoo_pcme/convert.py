@@ -33,18 +33,13 @@ class PCMEConverter(Converter):
         t = ck.tensors
         cfg: dict[str, Any] = {
             "embed_dim": int(t["img_enc.fc.weight"].shape[0]),
-            "text_encoder": {"word_dim": int(t["txt_enc.embed.weight"].shape[1]),
-                             "hidden_dim": int(t["txt_enc.rnn.weight_hh_l0"].shape[1]),
-                             "combine": "concat", "global_feature": "last_token"},
+            "text_encoder": self.word_gru_config(ck, "txt_enc.", "concat", "last_token"),
             "image_head": {"d_hidden": int(t["img_enc.pie_net.attention.w_1.weight"].shape[0]),
                            "sigma_gru": False, "sigma_output": "logsigma"},
             "text_head": {"d_hidden": int(t["txt_enc.pie_net.attention.w_1.weight"].shape[0]),
                           "sigma_gru": "txt_enc.uncertain_net.rnn.weight_hh_l0" in t, "sigma_output": "logsigma"},
         }
-        backbone = self.resnet_name(ck, "img_enc.cnn.")
-        if backbone is not None:
-            cfg["image_encoder"] = {"model": backbone}
-        return cfg
+        return {**cfg, **self.cnn_config(ck, "img_enc.cnn.")}
 
     def map(self, ck: OfficialCheckpoint, keys: KeyMap) -> None:
         self.map_cnn(keys, "img_enc.cnn.", "image_encoder.backbone.")

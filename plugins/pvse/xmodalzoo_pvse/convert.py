@@ -28,18 +28,13 @@ class PVSEConverter(Converter):
         t = ck.tensors
         cfg: dict[str, Any] = {
             "embed_dim": int(t["img_enc.fc.weight"].shape[0]),
-            "text_encoder": {"word_dim": int(t["txt_enc.embed.weight"].shape[1]),
-                             "hidden_dim": int(t["txt_enc.rnn.weight_hh_l0"].shape[1]),
-                             "combine": "concat", "global_feature": "last_token"},
+            "text_encoder": self.word_gru_config(ck, "txt_enc.", "concat", "last_token"),
         }
         for side, head in (("img_enc.", "image_head"), ("txt_enc.", "text_head")):
             w1, w2 = t[f"{side}pie_net.attention.w_1.weight"], t[f"{side}pie_net.attention.w_2.weight"]
             cfg[head] = {"num_heads": int(w2.shape[0]), "hidden_dim": int(w1.shape[0]),
                          "project_global": f"{side}fc.weight" in t}
-        backbone = self.resnet_name(ck, "img_enc.cnn.")
-        if backbone is not None:
-            cfg["image_encoder"] = {"model": backbone}
-        return cfg
+        return {**cfg, **self.cnn_config(ck, "img_enc.cnn.")}
 
     def map(self, ck: OfficialCheckpoint, keys: KeyMap) -> None:
         self.map_cnn(keys, "img_enc.cnn.", "image_encoder.backbone.")

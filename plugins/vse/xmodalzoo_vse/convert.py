@@ -21,11 +21,9 @@ class VSEInfinityConverter(Converter):
 
     def method_config(self, ck: OfficialCheckpoint) -> dict[str, Any]:
         t = ck.tensors
-        fc = t["img_enc.fc.weight"]
         cfg: dict[str, Any] = {
-            "embed_dim": int(fc.shape[0]),
-            "image_encoder": {"type": "regions", "in_dim": int(fc.shape[1]), "out_dim": int(fc.shape[0]),
-                              "mlp_input": "features"},
+            "embed_dim": int(t["img_enc.fc.weight"].shape[0]),
+            "image_encoder": self.region_config(ck, "img_enc.fc", "features"),
         }
         for side, head in (("img_enc.", "image_head"), ("txt_enc.", "text_head")):
             gru = t[f"{side}gpool.gru.weight_hh_l0"]
@@ -33,9 +31,7 @@ class VSEInfinityConverter(Converter):
                          "gpo_pe_dim": int(t[f"{side}gpool.gru.weight_ih_l0"].shape[1]),
                          "gpo_hidden_dim": int(gru.shape[1])}
         if "txt_enc.embed.weight" in t:
-            cfg["text_encoder"] = {"type": "bigru", "word_dim": int(t["txt_enc.embed.weight"].shape[1]),
-                                   "hidden_dim": int(t["txt_enc.rnn.weight_hh_l0"].shape[1]), "combine": "mean",
-                                   "global_feature": "final_states"}
+            cfg["text_encoder"] = self.word_gru_config(ck, "txt_enc.", "mean", "final_states")
         else:
             model = ck.option("bert_path") if isinstance(ck.option("bert_path"), str) else "bert-base-uncased"
             cfg["text_encoder"] = {"type": "transformers", "model": model}
