@@ -189,3 +189,13 @@ def test_a_torchvision_resnet_fills_our_timm_backbone_and_its_depth_is_recognise
     assert set(official) - {"fc.weight", "fc.bias"} == set(ours)
     ck = OfficialCheckpoint(Path("x.pth"), {f"img_enc.cnn.{k}": v for k, v in official.items()})
     assert Converter.cnn_config(ck, "img_enc.cnn.") == {"image_encoder": {"model": f"resnet{depth}"}}
+
+
+def test_overrides_outside_the_method_are_refused(tmp_path: Path) -> None:
+    from xmodalzoo.convert import convert_checkpoint
+
+    fake_vse_infinity(tmp_path)
+    with pytest.raises(CheckpointError, match="overrides start with method."):
+        convert_checkpoint("vse-infinity", tmp_path / "vse.pth", tmp_path / "m", overrides=["train.epochs=3"],
+                           vocab=tmp_path / "coco_precomp_vocab.json")
+    assert not (tmp_path / "m").exists()

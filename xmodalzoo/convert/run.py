@@ -91,6 +91,10 @@ def method_config(converter: Converter, ck: OfficialCheckpoint, recipe: str | Pa
     full = entry.validate(base).model_dump(mode="json")
     from_ckpt = converter.method_config(ck)
     merged = deep_merge(full, from_ckpt)
+    for text in overrides:
+        if not text.strip().startswith("method."):
+            raise CheckpointError(f"--set {text!r}: a conversion builds the model only; overrides start with "
+                                  "method. (e.g. method.image_encoder.model=resnet50)")
     merged = apply_overrides({"method": merged}, overrides)["method"]
     merged["batch_module"] = None  # training-only: a converted model is an inference model
     cfg = entry.validate(merged).model_dump(mode="json")
