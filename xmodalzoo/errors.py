@@ -79,6 +79,11 @@ class PretrainedWeightsError(UserError, RuntimeError):
     downloaded; the message names the setting and the ways out."""
 
 
+class CheckpointError(UserError, ValueError):
+    """An official checkpoint that cannot be read safely (``torch.load(weights_only=True)``) or that
+    does not fit the layout its converter maps (a key left over, a parameter left unfilled, a shape)."""
+
+
 class DeviceError(UserError, RuntimeError):
     """A device was asked for that this machine does not have (e.g. ``cuda`` without CUDA)."""
 
@@ -88,7 +93,17 @@ class TrainingError(RuntimeError):
 
 
 __all__ = [
-    "ContractError", "DataError", "DeviceError", "ModelFolderError", "PluginLoadError", "PretrainedWeightsError",
+    "CheckpointError",
+    "ContractError",
+    "DataError",
+    "DeviceError",
+    "ModelFolderError",
+    "PluginLoadError",
+    "PretrainedWeightsError",
     "ProtocolError",
-    "RecipeError", "RegistryError", "TrainingError", "UserError", "WeightsFileError",
+    "RecipeError",
+    "RegistryError",
+    "TrainingError",
+    "UserError",
+    "WeightsFileError",
 ]

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from .batch_module import BatchModule
 from .config import Component, ComponentConfig
+from .convert.base import Converter, OfficialCheckpoint
+from .errors import CheckpointError
+from .convert.keymap import KeyMap
 from .data.base import RetrievalDataset
 from .data.batch import Batch, TextBatch
 from .data.samplers import CaptionBatchSampler
@@ -53,6 +56,11 @@ __all__ = [
     "TripletLoss",
     "laplacian_kernel",
     "mmd",
+    # converters of official checkpoints (kind "converter")
+    "CheckpointError",
+    "Converter",
+    "KeyMap",
+    "OfficialCheckpoint",
     # training-only parts
     "Batch",
     "BatchModule",

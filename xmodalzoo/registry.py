@@ -1,7 +1,7 @@
 """The component registry: kinds, entries, registration, lookup with helpful errors, building.
 
 Every pluggable part of the zoo (encoders, heads, similarities, losses, methods, datasets, samplers,
-batch modules, tokenizers) is an :class:`Entry` in one :class:`Registry`.  An entry pairs a name with
+batch modules, tokenizers, converters of official checkpoints) is an :class:`Entry` in one :class:`Registry`.  An entry pairs a name with
 a factory, the pydantic config class that recipes validate against and the contract it declares.
 A plugin adds entries through a :class:`Registrar` (all or nothing); finding plugins is
 :mod:`xmodalzoo.plugins`' job.  :func:`resolve_config` types a config class by what is registered.
@@ -31,6 +31,7 @@ KINDS: tuple[str, ...] = (
     "sampler",
     "batch_module",
     "tokenizer",
+    "converter",
 )
 
 #: contract keywords of :meth:`Registrar.add`, and the kinds that may declare each

@@ -16,6 +16,7 @@ SET_KINDS = ("set", "point")
 
 def register(r: Registrar) -> None:
     """Register DivE's components with the zoo."""
+    from .convert import build_dive_converter
     from .heads import DivEHeadConfig, build_dive_slots
     from .losses import DivELossConfig, build_dive_loss
     from .method import DivEConfig, build_dive
@@ -32,3 +33,4 @@ def register(r: Registrar) -> None:
     r.add("similarity", "set_match_prob", build_set_match_prob, SetMatchProbConfig, accepts=SET_KINDS)
     r.add("loss", "dive", build_dive_loss, DivELossConfig, accepts=SET_KINDS)
     r.add("method", "dive", build_dive, DivEConfig)
+    r.add("converter", "dive", build_dive_converter)

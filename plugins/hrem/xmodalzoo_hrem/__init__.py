@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 def register(r: Registrar) -> None:
     """Register HREM's components with the zoo."""
+    from .convert import build_hrem_converter
     from .heads import HREMHeadConfig, build_hrem_head
     from .instance import HREMRelationConfig, build_hrem_relation
     from .losses import HREMLossConfig, build_hrem_loss
@@ -20,3 +21,4 @@ def register(r: Registrar) -> None:
     r.add("loss", "hrem", build_hrem_loss, HREMLossConfig, accepts=("point",), similarities=("cosine",))
     r.add("sampler", "hrem_neighbours", build_hrem_neighbours, NeighbourBatchesConfig)
     r.add("method", "hrem", build_hrem, HREMConfig)
+    r.add("converter", "hrem", build_hrem_converter)

@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 def register(r: Registrar) -> None:
     """Register PCME's components with the zoo."""
+    from .convert import build_pcme_converter
     from .heads import PCMEGaussianConfig, PCMEMeanConfig, build_pcme_gaussian, build_pcme_mean
     from .losses import PCMELossConfig, PCMEppLossConfig, build_pcme_loss, build_pcmepp_loss
     from .method import PCMEConfig, PCMEppConfig, build_pcme, build_pcmepp
@@ -27,3 +28,4 @@ def register(r: Registrar) -> None:
     r.add("loss", "pcmepp", build_pcmepp_loss, PCMEppLossConfig, accepts=["gaussian"], similarities=["csd"])
     r.add("method", "pcme", build_pcme, PCMEConfig)
     r.add("method", "pcmepp", build_pcmepp, PCMEppConfig)
+    r.add("converter", "pcme", build_pcme_converter)

@@ -5,7 +5,8 @@ its own attention pooling plus a global term.
 (no biases), with g = Linear(pooled) (identity for a text GRU whose pooled size already equals D).
 logvar = Linear(Σ_l β_l x_l) + Linear(pooled), β another attention; for text with ``sigma_gru`` the
 second term is a small biGRU over the word embeddings (output at the last token) instead.
-logvar is unconstrained: no LayerNorm, sigmoid or normalisation.
+logvar is unconstrained: no LayerNorm, sigmoid or normalisation.  With ``sigma_output: logsigma``
+(official PCME checkpoints) the branch computes log σ and the head returns 2 · log σ = log σ².
 """
 from __future__ import annotations
 
@@ -61,6 +62,11 @@ class PCMEGaussianConfig(PCMEMeanConfig):
         0.0,
         description="initial bias of the log σ² output (0: σ ≈ 1 per dimension at the start, as published; "
         "a negative value starts from near-point embeddings, which short from-scratch runs need)",
+    )
+    sigma_output: Literal["logvar", "logsigma"] = Field(
+        "logvar",
+        description="what the σ branch's raw output means: logvar = log σ² (ours, PCME++), or logsigma = log σ "
+        "(official PCME checkpoints, set by zoo convert), which the head doubles into log σ²",
     )
 
 
@@ -158,6 +164,8 @@ class PCMEGaussianHead(PCMEMeanHead):
         else:
             assert self.sigma_global is not None
             out = out + self.sigma_global(feats.pooled)
+        if self.cfg.sigma_output == "logsigma":  # log σ² = 2 log σ
+            out = 2.0 * out
         return out, attn
 
     def forward(self, feats: EncoderOutput) -> GaussianEmbedding:  # type: ignore[override]

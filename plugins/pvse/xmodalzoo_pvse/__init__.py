@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 
 def register(r: Registrar) -> None:
     """Register PVSE's components with the zoo."""
+    from .convert import build_pvse_converter
     from .heads import PIEConfig, PIEPointConfig, build_pie_point, build_pvse_pie
     from .losses import PVSELossConfig, build_pvse_loss
     from .method import PVSEConfig, build_pvse
@@ -18,3 +19,4 @@ def register(r: Registrar) -> None:
     r.add("similarity", "mil_max", build_mil_max, MILMaxConfig, accepts=["set"])
     r.add("loss", "pvse", build_pvse_loss, PVSELossConfig, accepts=["set", "point"])
     r.add("method", "pvse", build_pvse, PVSEConfig)
+    r.add("converter", "pvse", build_pvse_converter)
