@@ -29,6 +29,8 @@ from .backends import FaissOptions, RowSearch, make_backend
 
 #: extra candidates beyond k when the candidate stage is exact (they absorb rounding near ties)
 EXACT_MARGIN = 16
+#: queries re-ranked together (each against the union of their candidates)
+RERANK_BLOCK = 16
 
 
 def default_candidates(k: int, exact: bool) -> int:
@@ -115,7 +117,9 @@ class Searcher:
         n, c = cand.shape
         m = len(self.gallery)
         pair = max(4, int(self.sim.pair_bytes(q[:1], self.prepared[:1])))
-        block = max(1, min(n, int(math.sqrt(self.max_bytes / (pair * c)))))
+        # a block scores its queries against the union of their candidates (≤ block·C items): small
+        # blocks keep that union far below the gallery; RERANK_BLOCK amortises the per-call overhead
+        block = max(1, min(n, RERANK_BLOCK, int(math.sqrt(self.max_bytes / (pair * c)))))
         out_s = torch.empty(n, k)
         out_i = torch.empty(n, k, dtype=torch.long)
         # ascending gallery index first, so that a stable descending sort breaks ties to the lower index
