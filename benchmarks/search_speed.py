@@ -65,7 +65,6 @@ def main() -> None:
     import faiss
 
     from xmodalzoo.embeddings import PointEmbedding
-    from xmodalzoo.search import FaissOptions, Searcher
     from xmodalzoo.similarity.dot import Dot
     from xmodalzoo.similarity.engine import topk
 

@@ -151,7 +151,7 @@ def build_index(method: Method, reference: str | None, image_folder: str | Path,
                                f"({method.image_encoder.input_kind}), not image files: it cannot index a folder")
     if batch_size < 1 or shard_size < 1:
         raise ValueError(f"batch_size and shard_size must be positive, got {batch_size} and {shard_size}")
-    root = Path(image_folder).resolve()
+    root = Path(image_folder).expanduser().resolve()
     paths = list_images(root)
     if not paths:
         raise DataError(f"{root}: no image files found (looked for {', '.join(IMAGE_SUFFIXES)})")

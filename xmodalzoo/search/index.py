@@ -8,7 +8,9 @@
     index = zoo.Index.build("~/Pictures", model, "pictures.index")   # encodes each image once
     for path, score in index.search(["a dog on the beach"], k=5)[0]:
         print(f"{score:.3f}  {path}")
-    index = zoo.Index.open("pictures.index")                          # later: reloads the model it records
+    index = zoo.Index.open("pictures.index", model)                   # later; a changed model is refused
+    index = zoo.Index.build("~/Pictures", "runs/vse_shapes/2026-11-22_10-00-00/model", "pictures.index")
+    index = zoo.Index.open("pictures.index")    # built from a folder or name: reloads the model it records
 """
 from __future__ import annotations
 
