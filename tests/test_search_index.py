@@ -179,3 +179,32 @@ def test_cli_errors_are_one_line_exit_2(setup, cli_index, tmp_path):
     save_model(other, tmp_path / "other")
     mismatch = zoo_cli("search", cli_index, "a red circle", "--model", tmp_path / "other")
     assert mismatch.returncode == 2 and "weights differ" in mismatch.stderr and mismatch.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("recipe", ["pvse_shapes", "pcme_shapes", "dive_shapes"])
+def test_set_and_gaussian_models_index_like_brute_force(recipe, tmp_path, monkeypatch):
+    """Untrained models of shipped recipes (sets: PVSE mil_max, DivE smooth_chamfer; Gaussians: PCME
+    match_prob): an exact kind's index search equals brute force through the engine; an approximate
+    one returns the similarity's own scores, never above brute force's best."""
+    monkeypatch.setenv("XMODALZOO_CACHE", str(tmp_path / "cache"))
+    root = Path(__file__).resolve().parents[1] / "recipes"
+    overrides = ["data.train_size=16", "data.val_size=8", "data.test_size=24"]
+    cfg = zoo.load_recipe(root / f"{recipe}.yaml", overrides)
+    data = zoo.build_component("dataset", cfg.data, split="test")
+    torch.manual_seed(0)
+    method = zoo.build_method(cfg, train_captions=list(data.captions)).eval()
+    for i in range(24):
+        data.load_image(i).save(tmp_path / f"{i:02d}.png")
+    index = zoo.Index.build(tmp_path, method, tmp_path / "idx", progress=False)
+    query = method.embed_texts(list(data.captions[:5]))
+    want_s, want_i = index.search_embeddings(query, 3, brute_force=True)
+    got_s, got_i = index.search_embeddings(query, 3, candidates=8)  # fewer candidates than images
+    if index.exact:
+        assert torch.equal(got_i, want_i)
+        torch.testing.assert_close(got_s, want_s, rtol=1e-5, atol=1e-5)
+    else:  # smooth-Chamfer, match probability
+        from xmodalzoo.similarity.engine import similarity_matrix
+
+        full = similarity_matrix(method.similarity, query, index.embeddings, device="cpu")
+        torch.testing.assert_close(got_s, full.gather(1, got_i), rtol=1e-5, atol=1e-6)
+        assert (got_s <= want_s[:, :1] + 1e-6).all()
