@@ -88,6 +88,18 @@ class DeviceError(UserError, RuntimeError):
     """A device was asked for that this machine does not have (e.g. ``cuda`` without CUDA)."""
 
 
+class SearchIndexError(UserError, ValueError):
+    """A search index folder that is missing, incomplete or of an unknown format, or a query it cannot serve."""
+
+
+class ModelMismatchError(SearchIndexError):
+    """A model whose config or weights differ from those a search index was built with."""
+
+
+class MissingDependencyError(UserError, ImportError):
+    """An optional dependency is not installed; the message says which extra to install."""
+
+
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the message says where and what was kept."""
 
@@ -97,12 +109,15 @@ __all__ = [
     "ContractError",
     "DataError",
     "DeviceError",
+    "MissingDependencyError",
     "ModelFolderError",
+    "ModelMismatchError",
     "PluginLoadError",
     "PretrainedWeightsError",
     "ProtocolError",
     "RecipeError",
     "RegistryError",
+    "SearchIndexError",
     "TrainingError",
     "UserError",
     "WeightsFileError",

@@ -23,7 +23,7 @@ from .losses.mmd import laplacian_kernel, mmd
 from .losses.triplet import TripletConfig, TripletLoss
 from .method import Method, MethodConfig, assemble_method
 from .registry import Registrar
-from .similarity.base import Similarity
+from .similarity.base import SearchVectors, Similarity
 
 __all__ = [
     # registration
@@ -48,6 +48,7 @@ __all__ = [
     "Tokenizer",
     # similarities
     "Similarity",
+    "SearchVectors",
     # losses
     "Loss",
     "LossContext",

@@ -4,7 +4,8 @@
 * :mod:`.catalog` — ``list``, ``plugins``, ``info`` (what is installed);
 * :mod:`.data` — ``data preview``;
 * :mod:`.train` — ``train``; :mod:`.evaluate` — ``eval``;
-* :mod:`.convert` — ``convert`` (official checkpoints).
+* :mod:`.convert` — ``convert`` (official checkpoints);
+* :mod:`.search` — ``index build``, ``search``.
 
 Mistakes in user input (a bad recipe, an unknown name, a missing file: :class:`~xmodalzoo.errors.UserError`
 and ``OSError``) print one red message and exit with status 2; a training run that cannot go on
@@ -21,13 +22,13 @@ from typing import Sequence
 
 from ..errors import TrainingError, UserError
 from ..version import __version__
-from . import catalog, convert, data, evaluate, recipes, train
+from . import catalog, convert, data, evaluate, recipes, search, train
 from .output import print_error, show_warning
 
 USAGE_ERROR = 2
 RUN_FAILED = 1
 #: the topic modules, in the order their verbs appear in ``zoo --help``
-TOPICS = (recipes, catalog, data, train, evaluate, convert)
+TOPICS = (recipes, catalog, data, train, evaluate, convert, search)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -110,6 +110,12 @@ def without_downloads(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def stored_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A method config (JSON form) as the method loaded from a model folder has it: no training-only
+    batch module and no initial-weight sources, whichever way the method was built."""
+    return without_downloads({**cfg, "batch_module": None} if "batch_module" in cfg else cfg)
+
+
 def build_from_folder(directory: str | Path, device: str | torch.device = "cpu") -> Method:
     """The method of a model folder built from its config and tokenizer, *untrained* (freshly
     initialised from the current torch seed; no initial-weight downloads), in eval mode on ``device``."""

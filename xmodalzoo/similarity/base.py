@@ -1,10 +1,37 @@
 """The similarity interface: (query batch, gallery batch) -> (N, M) scores, higher is more similar."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 from torch import nn
 
 from ..embeddings import Embedding
+
+
+@dataclass(frozen=True)
+class SearchVectors:
+    """Vectors whose inner products find search candidates for a similarity (see :meth:`Similarity.search_vectors`).
+
+    ``vectors`` (N, E, D): E rows per item (E = 1 for points and Gaussians, K for sets of K).  The
+    candidate score of a (query, gallery) pair is the largest inner product between a row of the query
+    and a row of the gallery item.  ``exact`` is true when that score ranks gallery items exactly as the
+    similarity does (it is an increasing function of the similarity): the search is then exact, not
+    only its candidates, up to floating-point rounding between near-ties (which the re-rank with the
+    similarity itself settles).  A search is exact when both its query and gallery vectors are.
+    """
+
+    vectors: torch.Tensor
+    exact: bool
+
+    def __post_init__(self) -> None:
+        if self.vectors.dim() != 3:
+            raise ValueError(f"SearchVectors.vectors must be (N, E, D), got {tuple(self.vectors.shape)}")
+
+    @property
+    def rows_per_item(self) -> int:
+        return int(self.vectors.shape[1])
 
 
 class Similarity(nn.Module):
@@ -16,6 +43,10 @@ class Similarity(nn.Module):
     * :meth:`prepare` runs once on a whole query or gallery set before chunking (normalising,
       drawing seeded samples, ...), so a chunked result equals the unchunked one;
     * :meth:`pair_bytes` estimates the working memory one (query, gallery) pair needs.
+
+    One optional hook serves search indexes (:mod:`xmodalzoo.search`): :meth:`search_vectors` gives
+    the vectors whose inner products retrieve candidates, which the index then re-ranks with
+    :meth:`forward`; without it an index scores every gallery item (brute force through the engine).
     """
 
     #: embedding classes this similarity accepts
@@ -31,6 +62,11 @@ class Similarity(nn.Module):
     def pair_bytes(self, query: Embedding, gallery: Embedding) -> int:
         """Bytes of intermediate tensors per (query, gallery) pair in :meth:`forward`."""
         return 4
+
+    def search_vectors(self, emb: Embedding, role: Literal["query", "gallery"]) -> SearchVectors | None:
+        """Candidate vectors (N, E, D) of a set of embeddings as ``role``, or None (the default) when
+        this similarity has none: an index then scores every gallery item with :meth:`forward`."""
+        return None
 
     def check(self, query: Embedding, gallery: Embedding) -> None:
         """Raise a clear error when given an embedding type this similarity cannot read."""

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from ..config import ComponentConfig
 from ..embeddings import Embedding, PointEmbedding
-from .base import Similarity
+from .base import SearchVectors, Similarity
 
 
 class CosineConfig(ComponentConfig):
@@ -35,6 +35,11 @@ class Cosine(Similarity):
 
     def pair_bytes(self, query: Embedding, gallery: Embedding) -> int:
         return 4
+
+    def search_vectors(self, emb: Embedding, role: str) -> SearchVectors:
+        """The unit vectors, one row per item: their inner product is the cosine (exact)."""
+        self.check(emb, emb)
+        return SearchVectors(_unit(emb).float()[:, None, :], exact=True)
 
 
 def _unit(emb: Embedding) -> torch.Tensor:

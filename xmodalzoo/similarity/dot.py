@@ -11,7 +11,7 @@ import torch
 
 from ..config import ComponentConfig
 from ..embeddings import Embedding, PointEmbedding, SetEmbedding
-from .base import Similarity
+from .base import SearchVectors, Similarity
 
 
 class DotConfig(ComponentConfig):
@@ -44,6 +44,11 @@ class Dot(Similarity):
         """K × K' products per pair, in the compute precision."""
         dtype = torch.promote_types(_compute_dtype(query.dtype), _compute_dtype(gallery.dtype))
         return _as_set(query).shape[1] * _as_set(gallery).shape[1] * dtype.itemsize
+
+    def search_vectors(self, emb: Embedding, role: str) -> SearchVectors:
+        """The vectors as given, K rows per item: the best row pair's product is the score (exact)."""
+        self.check(emb, emb)
+        return SearchVectors(_as_set(emb).float(), exact=True)
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from xmodalzoo.plugin_api import ComponentConfig, Embedding, PointEmbedding, SetEmbedding, Similarity
+from xmodalzoo.plugin_api import ComponentConfig, Embedding, PointEmbedding, SearchVectors, SetEmbedding, Similarity
 
 
 def set_vectors(emb: Embedding) -> torch.Tensor:
@@ -56,6 +56,12 @@ class SetSimilarity(Similarity):
         k, kg = set_size(query), set_size(gallery)
         size = query.vectors.element_size()  # type: ignore[attr-defined]
         return size * (self.pair_buffers * k * kg + 2 * (k + kg) + 2)
+
+    def search_vectors(self, emb: Embedding, role: str) -> SearchVectors:
+        """The unit elements of each set: candidates are the items holding the elements closest to a
+        query element, re-ranked with the set similarity (approximate: its score is not a maximum)."""
+        self.check(emb, emb)
+        return SearchVectors(set_vectors(emb).float(), exact=False)
 
 
 def two_way_logsumexp(logits: torch.Tensor, scale: float) -> torch.Tensor:

@@ -22,7 +22,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from xmodalzoo.plugin_api import ComponentConfig, Embedding, GaussianEmbedding, PointEmbedding, Similarity
+from xmodalzoo.plugin_api import (
+    ComponentConfig, Embedding, GaussianEmbedding, PointEmbedding, SearchVectors, Similarity,
+)
 
 from .gaussian import GaussianSamples, closed_form_sampled_distance, draw_samples
 
@@ -66,6 +68,20 @@ def logit_state_from_official(negative_scale: float, shift: float) -> dict[str, 
     """
     raw = inverse_softplus(float(negative_scale))
     return {"raw_scale": torch.tensor(raw, dtype=torch.float64), "shift": torch.tensor(float(shift), dtype=torch.float64)}
+
+
+def distance_vectors(mean: torch.Tensor, bias: torch.Tensor, role: str) -> SearchVectors:
+    """Augmented rows (N, 1, D + 1) of means (N, D) and per-item ``bias`` (N,): query rows [2 μ_q, 1],
+    gallery rows [μ_g, −bias_g], whose inner product is 2 μ_q·μ_g − bias_g.  With bias_g = ‖μ_g‖² it is
+    ‖μ_q‖² − ‖μ_q − μ_g‖²: a query ranks its gallery by the distance of the means (the query's own term
+    changes no ranking).  Marked exact; callers say otherwise when the similarity is not a function of it.
+    """
+    mean = mean.float()
+    if role == "query":
+        rows = torch.cat([2.0 * mean, torch.ones_like(mean[:, :1])], dim=1)
+    else:
+        rows = torch.cat([mean, -bias.float()[:, None]], dim=1)
+    return SearchVectors(rows[:, None, :], exact=True)
 
 
 # ---------------------------------------------------------------------------------------------- match_prob
@@ -200,6 +216,14 @@ class MatchProb(Similarity):
         # the (J × J') distance block plus the per-sample partial sums and output, in float32
         return 4 * (jq * jg + jq + 1)
 
+    def search_vectors(self, emb: Embedding, role: str) -> SearchVectors:
+        """Candidates by the distance of the means, −‖μ_q − μ_g‖² (augmented vectors), re-ranked with the
+        sampled probability: approximate, as the variances and samples are left out of the candidate stage."""
+        self.check(emb, emb)
+        mean = emb.mean  # type: ignore[attr-defined]
+        vecs = distance_vectors(mean, mean.float().pow(2).sum(-1), role)
+        return SearchVectors(vecs.vectors, exact=False)
+
 
 def ordered_sum(x: torch.Tensor, dim: int) -> torch.Tensor:
     """Sum over a short axis as a fixed sequence of elementwise adds.
@@ -263,6 +287,13 @@ class ClosedFormSampledDistance(Similarity):
     def pair_bytes(self, query: Embedding, gallery: Embedding) -> int:
         return 8  # the float32 block, plus its copy into the output matrix
 
+    def search_vectors(self, emb: Embedding, role: str) -> SearchVectors:
+        """Augmented vectors: query [2 μ_q, 1], gallery [μ_g, −(‖μ_g‖² + Σσ²_g)].  Their inner product
+        is −CSD + (‖μ_q‖² + Σσ²_q), and −a·CSD + b with a > 0 increases with it: exact."""
+        self.check(emb, emb)
+        mean, var = emb.mean, emb.logvar.exp()  # type: ignore[attr-defined]
+        return distance_vectors(mean, mean.float().pow(2).sum(-1) + var.float().sum(-1), role)
+
 
 def build_csd(cfg: CSDConfig, **_: object) -> ClosedFormSampledDistance:
     """PCME++ closed-form sampled distance as a learnable logit (one matmul per block)."""
@@ -293,6 +324,11 @@ class MeanCosine(Similarity):
     def prepare(self, emb: Embedding, generator: torch.Generator | None = None) -> Embedding:
         self.check(emb, emb)
         return PointEmbedding(self._unit_means(emb))
+
+    def search_vectors(self, emb: Embedding, role: str) -> SearchVectors:
+        """The unit means, one row per item: their inner product is the score (exact)."""
+        self.check(emb, emb)
+        return SearchVectors(self._unit_means(emb).float()[:, None, :], exact=True)
 
     def pair_bytes(self, query: Embedding, gallery: Embedding) -> int:
         return 4

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from xmodalzoo.plugin_api import ComponentConfig, Embedding, SetEmbedding, Similarity
+from xmodalzoo.plugin_api import ComponentConfig, Embedding, SearchVectors, SetEmbedding, Similarity
 
 
 class MILMaxConfig(ComponentConfig):
@@ -38,6 +38,12 @@ class MILMax(Similarity):
         k = query.vectors.shape[1]  # type: ignore[attr-defined]
         kg = gallery.vectors.shape[1]  # type: ignore[attr-defined]
         return k * kg * query.vectors.element_size()  # type: ignore[attr-defined]
+
+    def search_vectors(self, emb: Embedding, role: str) -> SearchVectors:
+        """The K unit elements of each set: the best element pair's inner product *is* the score, so
+        the candidates of a per-element search contain the exact top k (exact)."""
+        self.check(emb, emb)
+        return SearchVectors(F.normalize(emb.vectors.float(), dim=-1), exact=True)  # type: ignore[attr-defined]
 
 
 def build_mil_max(cfg: MILMaxConfig, **_: object) -> MILMax:
