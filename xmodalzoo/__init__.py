@@ -7,15 +7,20 @@ from .api import (
     info,
     list_components,
     list_methods,
+    list_pretrained,
     load,
     load_recipe,
     load_run,
     plugins,
+    pretrained_info,
+    push_to_hub,
+    save_pretrained,
     validate_recipe,
 )
 from .version import __version__
 
 __all__ = [
-    "__version__", "build_component", "build_method", "info", "load", "list_components", "list_methods", "load_recipe", "load_run", "plugins",
+    "__version__", "build_component", "build_method", "info", "load", "list_components", "list_methods", "list_pretrained",
+    "load_recipe", "load_run", "plugins", "pretrained_info", "push_to_hub", "save_pretrained",
     "validate_recipe",
 ]

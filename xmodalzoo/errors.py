@@ -65,6 +65,11 @@ class ModelFolderError(UserError, ValueError):
     fit the model its config describes."""
 
 
+class HubError(UserError, RuntimeError):
+    """A model could not be fetched: unpublished weights, not cached while offline, a repository or
+    revision that does not exist, or a download that failed after huggingface_hub's retries."""
+
+
 class DeviceError(UserError, RuntimeError):
     """A device was asked for that this machine does not have (e.g. ``cuda`` without CUDA)."""
 
@@ -74,6 +79,6 @@ class TrainingError(RuntimeError):
 
 
 __all__ = [
-    "ContractError", "DataError", "DeviceError", "ModelFolderError", "PluginLoadError", "ProtocolError",
+    "ContractError", "DataError", "DeviceError", "HubError", "ModelFolderError", "PluginLoadError", "ProtocolError",
     "RecipeError", "RegistryError", "TrainingError", "UserError",
 ]
