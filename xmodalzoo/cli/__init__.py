@@ -3,7 +3,8 @@
 * :mod:`.recipes` — ``validate``, ``schema``;
 * :mod:`.catalog` — ``list``, ``plugins``, ``info`` (what is installed);
 * :mod:`.data` — ``data preview``;
-* :mod:`.train` — ``train``; :mod:`.evaluate` — ``eval``.
+* :mod:`.train` — ``train``; :mod:`.evaluate` — ``eval``;
+* :mod:`.hub` — ``download``, ``export``, ``push`` (pretrained models and the Hugging Face Hub).
 
 Mistakes in user input (a bad recipe, an unknown name, a missing file: :class:`~xmodalzoo.errors.UserError`
 and ``OSError``) print one red message and exit with status 2; a training run that cannot go on
@@ -20,13 +21,13 @@ from typing import Sequence
 
 from ..errors import TrainingError, UserError
 from ..version import __version__
-from . import catalog, data, evaluate, recipes, train
+from . import catalog, data, evaluate, hub, recipes, train
 from .output import print_error, show_warning
 
 USAGE_ERROR = 2
 RUN_FAILED = 1
 #: the topic modules, in the order their verbs appear in ``zoo --help``
-TOPICS = (recipes, catalog, data, train, evaluate)
+TOPICS = (recipes, catalog, data, train, evaluate, hub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,14 +13,17 @@ from .train import recipe_name
 def add_verbs(verbs: Any) -> None:
     e = verbs.add_parser(
         "eval", help="evaluate a trained run or model folder",
-        description="Evaluate the model of a run directory (or a model folder plus a recipe for the data) "
-                    "and write eval_results.json.",
+        description="Evaluate the model of a run directory, a model folder or a pretrained model (its "
+                    "recipe.yaml, or --recipe, gives the data) and write eval_results.json.",
     )
-    e.add_argument("target", help="run directory, or a recipe YAML (its latest finished run is used)")
+    e.add_argument("target", help="run directory, recipe YAML (its latest finished run is used), model folder, "
+                                  "pretrained name or hf-hub:ORG/NAME")
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
     e.add_argument("--protocol", dest="protocols", action="append", choices=["full", "coco1k", "coco5k"],
                    help="evaluation protocol (repeatable; default: the recipe's eval.protocols)")
     e.add_argument("--model", metavar="DIR", help="model folder to evaluate (default: RUN_DIR/model)")
+    e.add_argument("--recipe", metavar="FILE", help="recipe whose data and eval settings to use for a model folder "
+                   "or pretrained model (default: the folder's recipe.yaml)")
     e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value (e.g. eval.max_bytes=100000000)")
     e.add_argument("--uncertainty", action="store_true",
@@ -30,16 +33,17 @@ def add_verbs(verbs: Any) -> None:
     e.set_defaults(func=cmd_eval)
 
 
-def find_target(args: argparse.Namespace) -> tuple[Any, Path, Path]:
-    """``(run or None, recipe file, model folder)`` that ``zoo eval TARGET [--model DIR]`` means."""
-    from ..hub.folder import CONFIG
+def find_target(args: argparse.Namespace) -> tuple[Any, Path, Path, Path]:
+    """``(run or None, recipe file, model folder, results folder)`` that ``zoo eval TARGET [--model DIR]`` means."""
+    from ..hub.folder import CONFIG, RECIPE
+    from ..hub.load import resolve
     from ..recipe import load_recipe
     from ..rundir import RunDir, latest_finished
 
     target = Path(args.target)
-    if target.is_dir():
+    if target.is_dir() and not (target / CONFIG).is_file():
         run = RunDir(target)
-        recipe_path = run.require_recipe()
+        recipe_path = Path(args.recipe) if args.recipe else run.require_recipe()
     elif target.is_file():
         recipe = load_recipe(str(target), args.overrides)
         name = recipe_name(recipe, target)
@@ -48,12 +52,18 @@ def find_target(args: argparse.Namespace) -> tuple[Any, Path, Path]:
             raise UserError(f"no finished run of {name!r} under {recipe.output_dir}/; train it first "
                             f"(zoo train {target}) or pass --model DIR")
         recipe_path = target
-    else:
-        raise FileNotFoundError(f"{target}: no such run directory or recipe file")
+    else:  # a model folder, a pretrained name or hf-hub:ORG/NAME
+        folder = resolve(args.target)
+        recipe_path = Path(args.recipe) if args.recipe else folder / RECIPE
+        if not recipe_path.is_file():
+            raise UserError(f"{folder} has no {RECIPE} to take the data from: pass --recipe FILE")
+        out_dir = folder if target.is_dir() else Path.cwd()  # never write into the Hugging Face cache
+        return None, recipe_path, folder, out_dir
     model_dir = Path(args.model) if args.model else (run.model if run is not None else None)
     if model_dir is None or not (model_dir / CONFIG).is_file():
         raise UserError(f"{model_dir}: no model folder to evaluate ({CONFIG} missing)")
-    return run, recipe_path, model_dir
+    # results go beside the model that was evaluated (never into another run's directory)
+    return run, recipe_path, model_dir, model_dir if args.model else run.path
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -69,7 +79,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..registry import REGISTRY
     from ..rundir import results_name
 
-    run, recipe_path, model_dir = find_target(args)
+    run, recipe_path, model_dir, out_dir = find_target(args)
     recipe = load_recipe(str(recipe_path), args.overrides)
     method = load_model(model_dir, device=resolve_device(recipe.eval.device))
     dataset = REGISTRY.build("dataset", recipe.data, split=args.split)
@@ -90,8 +100,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if embeddings is not None:
         results["meta"]["encode_seconds"] = encode_seconds
         results["meta"]["seconds"] += encode_seconds
-    # results go beside the model that was evaluated (never into another run's directory)
-    out_dir = model_dir if args.model else run.path
     uncertainty = uncertainty_report(uncertainties, ranks, out_dir, args.split, console) if args.uncertainty else None
     results.setdefault("meta", {}).update({"split": args.split, "model": str(model_dir)})
     console.print(results_table(results, title=f"{recipe.name or model_dir.name}: {args.split} split"))
