@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 import xmodalzoo as zoo
 from tiny import write_recipe
 from xmodalzoo.errors import HubError, ModelFolderError
-from xmodalzoo.hub.folder import CONFIG, FORMAT, FORMAT_V1, WEIGHTS, load_model, save_model
+from xmodalzoo.hub.folder import CONFIG, FORMAT, FORMAT_V1, WEIGHTS, load_model
 
 ZOO = str(Path(sys.executable).with_name("zoo"))
 REPO = "zoo-tester/tiny-vse"
