@@ -199,6 +199,7 @@ def test_official_url_entries_go_through_the_converter_hook(monkeypatch, tmp_pat
     import types
 
     from xmodalzoo.hub.load import resolve_entry
+    from xmodalzoo.api import convert_official
     from xmodalzoo.registry import PretrainedEntry
 
     folder, _ = tiny
@@ -208,7 +209,10 @@ def test_official_url_entries_go_through_the_converter_hook(monkeypatch, tmp_pat
     monkeypatch.setitem(sys.modules, "xmodalzoo.convert.official", hook)
     entry = PretrainedEntry("x-official", None, "vse", "p", source="official-url", url="https://e.org/x.pth",
                             sha256="0" * 64)
-    assert resolve_entry(entry, local_files_only=True) == folder and calls == [("x-official", True)]
+    with pytest.raises(HubError, match="converted from the authors' checkpoint"):
+        resolve_entry(entry)  # the hub room alone has no converters
+    assert resolve_entry(entry, local_files_only=True, official=convert_official) == folder
+    assert calls == [("x-official", True)]
 
 
 # ------------------------------------------------------------------------------------ the Hub

@@ -63,10 +63,10 @@ def _list_pretrained(filter: str | None) -> int:
     from ..hub.pretrained import list_pretrained
 
     table = make_table("pretrained models")
-    for col in ("name", "method", "plugin", "source", "weights", "description"):
-        table.add_column(col, no_wrap=col not in ("weights", "description"), overflow="fold")
+    for col in ("name", "method", "plugin", "weights", "description"):
+        table.add_column(col, no_wrap=col != "description", overflow="fold")
     for p in list_pretrained(filter):
-        add_row(table, p.name, p.method, p.plugin, p.source, p.location, p.doc)
+        add_row(table, p.name, p.method, p.plugin, p.location, p.doc)
     if filter:
         empty = f"no entry matches the filter {filter!r}"
     else:
@@ -132,7 +132,7 @@ def pretrained_info_lines(name: str, console: Any) -> None:
     """``zoo info NAME`` of a pretrained entry: source, revision, metrics, files, cached or not."""
     from rich.text import Text
 
-    from ..hub.pretrained import pretrained_info
+    from ..hub.info import pretrained_info
 
     info = pretrained_info(name)
     console.print(Text.assemble(("pretrained ", "bold"), (name, "bold cyan")))

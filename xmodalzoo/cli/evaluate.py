@@ -36,7 +36,7 @@ def add_verbs(verbs: Any) -> None:
 def find_target(args: argparse.Namespace) -> tuple[Any, Path, Path, Path]:
     """``(run or None, recipe file, model folder, results folder)`` that ``zoo eval TARGET [--model DIR]`` means."""
     from ..hub.folder import CONFIG, RECIPE
-    from ..hub.load import resolve
+    from ..api import resolve_source
     from ..recipe import load_recipe
     from ..rundir import RunDir, latest_finished
 
@@ -53,7 +53,7 @@ def find_target(args: argparse.Namespace) -> tuple[Any, Path, Path, Path]:
                             f"(zoo train {target}) or pass --model DIR")
         recipe_path = target
     else:  # a model folder, a pretrained name or hf-hub:ORG/NAME
-        folder = resolve(args.target)
+        folder = resolve_source(args.target)
         recipe_path = Path(args.recipe) if args.recipe else folder / RECIPE
         if not recipe_path.is_file():
             raise UserError(f"{folder} has no {RECIPE} to take the data from: pass --recipe FILE")

@@ -35,18 +35,18 @@ def add_verbs(verbs: Any) -> None:
 
 def cmd_download(args: argparse.Namespace) -> int:
     """``zoo download``: each model's local folder, one line each."""
-    from ..hub.load import resolve
+    from ..api import resolve_source
     from .output import make_console
 
     console = make_console()
     for name in args.names:
-        folder = resolve(name, revision=args.revision, cache_dir=args.cache_dir)
+        folder = resolve_source(name, revision=args.revision, cache_dir=args.cache_dir)
         console.print(f"{name}: {folder}", highlight=False, soft_wrap=True)
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..hub.publish import export_run
+    from ..api import export_run
     from .output import make_console
 
     folder = export_run(args.run_dir, args.output)

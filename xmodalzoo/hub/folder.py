@@ -31,6 +31,7 @@ from ..errors import ModelFolderError
 from ..files import atomic_dir, commit_dir
 from ..method import Method
 from ..registry import REGISTRY
+from ..rundir import results_name
 from ..version import __version__
 from .integrity import file_record, verify_files
 
@@ -39,7 +40,7 @@ WEIGHTS = "model.safetensors"
 TOKENIZER = "tokenizer"
 CARD = "README.md"
 RECIPE = "recipe.yaml"
-RESULTS = "eval_results.json"
+RESULTS = results_name("test")  # the same name as beside a run's model
 LIBRARY = "xmodalzoo"
 FORMAT_V1 = "xmodalzoo-model/1"
 FORMAT = "xmodalzoo-model/2"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
@@ -22,10 +23,14 @@ from .pretrained import get_pretrained, require_available
 HUB_PREFIXES = ("hf-hub:", "hf://")
 #: the files of a model folder: what is downloaded from a repository (safetensors only)
 MODEL_FILES = [CONFIG, WEIGHTS, f"{TOKENIZER}/*", CARD, RECIPE, RESULTS]
+#: ``(entry, cache_dir, local_files_only) -> model folder`` for ``official-url`` entries: the converters
+#: (``xmodalzoo.convert.official.load_official``, above this room), passed in by ``zoo.load``
+OfficialLoader = Callable[[PretrainedEntry, Any, bool], "str | os.PathLike[str]"]
 
 
 def load(name_or_source: str | os.PathLike[str], *, device: str | torch.device = "cpu", revision: str | None = None,
-         cache_dir: str | os.PathLike[str] | None = None, local_files_only: bool = False) -> Method:
+         cache_dir: str | os.PathLike[str] | None = None, local_files_only: bool = False,
+         official: OfficialLoader | None = None) -> Method:
     """Load a model for inference, in eval mode on ``device``, with its image transform
     (``model.image_transform()``) and tokenizer (``model.tokenizer``) attached.
 
@@ -33,14 +38,16 @@ def load(name_or_source: str | os.PathLike[str], *, device: str | torch.device =
     ``hf-hub:ORG/NAME[@REVISION]`` (any Hub repository holding a model folder); a pretrained name
     (``zoo list pretrained``).  ``revision`` (a branch, tag or commit) overrides the pinned one;
     ``cache_dir`` the Hugging Face cache; ``local_files_only`` (or ``HF_HUB_OFFLINE=1``) forbids
-    downloads.
+    downloads.  ``official`` converts ``official-url`` entries (``zoo.load`` passes the converters).
     """
-    folder = resolve(name_or_source, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
+    folder = resolve(name_or_source, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
+                     official=official)
     return load_model(folder, device=device)
 
 
 def resolve(name_or_source: str | os.PathLike[str], *, revision: str | None = None,
-            cache_dir: str | os.PathLike[str] | None = None, local_files_only: bool = False) -> Path:
+            cache_dir: str | os.PathLike[str] | None = None, local_files_only: bool = False,
+            official: OfficialLoader | None = None) -> Path:
     """The local model folder that ``name_or_source`` means (downloading or converting it if needed)."""
     text = str(name_or_source)
     path = Path(os.path.expanduser(text))
@@ -54,7 +61,7 @@ def resolve(name_or_source: str | os.PathLike[str], *, revision: str | None = No
     if os.sep in text or text.startswith("."):
         raise FileNotFoundError(f"{path}: no such model folder or run folder")
     return resolve_entry(get_pretrained(text), revision=revision, cache_dir=cache_dir,
-                         local_files_only=local_files_only)
+                         local_files_only=local_files_only, official=official)
 
 
 def local_folder(path: Path) -> Path:
@@ -69,15 +76,17 @@ def local_folder(path: Path) -> Path:
 
 
 def resolve_entry(entry: PretrainedEntry, *, revision: str | None = None,
-                  cache_dir: str | os.PathLike[str] | None = None, local_files_only: bool = False) -> Path:
+                  cache_dir: str | os.PathLike[str] | None = None, local_files_only: bool = False,
+                  official: OfficialLoader | None = None) -> Path:
     """The local model folder of a pretrained entry: downloaded (hf-hub), converted from the
     authors' checkpoint on first use (official-url), or an error (unpublished)."""
     require_available(entry)
     if entry.source == "official-url":
         # converted once into a cached model folder; later loads read that folder's safetensors
-        from ..convert.official import load_official
-
-        return Path(load_official(entry, cache_dir, local_files_only))
+        if official is None:
+            raise HubError(f"pretrained {entry.name!r} is converted from the authors' checkpoint ({entry.url}): "
+                           "load it with zoo.load, which brings the converters")
+        return Path(official(entry, cache_dir, local_files_only))
     assert entry.repo_id is not None
     return download_repo(entry.repo_id, revision or entry.revision, cache_dir=cache_dir,
                          local_files_only=local_files_only, name=entry.name)

@@ -42,28 +42,3 @@ def require_available(entry: PretrainedEntry) -> None:
         raise HubError(f"pretrained {entry.name!r} has no published weights (none were released); "
                        f"train them with 'zoo train {entry.recipe}' and publish the run with '{PUSH_COMMAND}'")
 
-
-def pretrained_info(name: str, *, cache_dir: str | None = None) -> dict[str, object]:
-    """Everything known about pretrained entry ``name``, as plain data: its declared fields
-    (source, repo_id/url, revision, sha256, files, metrics, licence, paper, recipe...), ``available``,
-    ``location`` and ``cached`` (the local model folder when it is already in the cache, else None;
-    looked up without any network request)."""
-    from dataclasses import asdict
-
-    entry = get_pretrained(name)
-    info: dict[str, object] = asdict(entry)
-    info["available"], info["location"] = entry.available, entry.location
-    info["cached"] = cached_folder(entry, cache_dir=cache_dir)
-    return info
-
-
-def cached_folder(entry: PretrainedEntry, *, cache_dir: str | None = None) -> str | None:
-    """The entry's model folder when it is in the local cache (no request is made), else None."""
-    if not entry.available:
-        return None
-    from .load import resolve_entry
-
-    try:
-        return str(resolve_entry(entry, cache_dir=cache_dir, local_files_only=True))
-    except (HubError, OSError, ImportError):
-        return None

@@ -57,25 +57,3 @@ def push_to_hub(model_or_folder: Method | str | os.PathLike[str], repo_id: str, 
         )
     return str(getattr(info, "pr_url", None) or getattr(info, "commit_url", info))
 
-
-def export_run(run_dir: str | os.PathLike[str], folder: str | os.PathLike[str]) -> Path:
-    """Write the model of a finished run as a model folder at ``folder``, with the run's resolved
-    recipe and test results (a run exported by an older xmodalzoo is rewritten in the current format)."""
-    import json
-
-    from ..eval.report import to_jsonable
-    from ..recipe import load_recipe
-    from ..rundir import RunDir
-    from .folder import CONFIG, load_model
-
-    run = RunDir(run_dir)
-    recipe_path = run.require_recipe()
-    if not (run.model / CONFIG).is_file():
-        raise FileNotFoundError(f"{run}: the run has no exported model yet ({run.model / CONFIG} is missing); "
-                                "let its training finish (zoo train resumes it)")
-    recipe = load_recipe(recipe_path)
-    results = json.loads(run.results("test").read_text()) if run.results("test").is_file() else None
-    method = load_model(run.model)
-    return save_model(method, folder, name=recipe.name or run.name, recipe=recipe_path.read_text(),
-                      results=to_jsonable(results) if results else None,
-                      datasets=[str(getattr(recipe.data, "type", "unknown"))])
