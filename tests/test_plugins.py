@@ -121,7 +121,7 @@ def test_pretrained_entries_of_a_thirdparty_distribution_are_listed(
     root = write_plugin_distribution(tmp_path / "site", "zoo_weights_a", {"weights_a": "zoo_weights_a:register"},
                                      "zoo_weights_a", pretrained_plugin_source("demo-weights", "demo-weights-large"))
     with installed_distributions(root, ("zoo_weights_a",)):
-        assert [p.name for p in list_pretrained()] == ["demo-weights", "demo-weights-large"]
+        assert [p.name for p in list_pretrained("demo*")] == ["demo-weights", "demo-weights-large"]
         entry = get_pretrained("demo-weights")
         assert (entry.plugin, entry.distribution, entry.repo_id, entry.method) == (
             "weights_a", "zoo_weights_a", "someone/xmodalzoo-demo-weights", "vse")
@@ -163,7 +163,7 @@ def test_duplicate_pretrained_name_names_both_distributions(tmp_path: Path, monk
             assert status["weights_a"].ok and not status["weights_b"].ok
             assert status["weights_b"].error == f"RegistryError: {expected}"
             # all or nothing: the clashing plugin's other entry is not registered either
-            assert [(p.name, p.repo_id) for p in list_pretrained()] == [("demo-weights", "someone/xmodalzoo-demo-weights")]
+            assert [(p.name, p.repo_id) for p in list_pretrained("demo*")] == [("demo-weights", "someone/xmodalzoo-demo-weights")]
 
             monkeypatch.setenv("XMODALZOO_STRICT_PLUGINS", "1")
             with pytest.raises(PluginLoadError, match="zoo_weights_b") as err:

@@ -6,13 +6,18 @@ from typing import TYPE_CHECKING
 from .api import (
     build_component,
     build_method,
+    export_run,
     info,
     list_components,
     list_methods,
+    list_pretrained,
     load,
     load_recipe,
     load_run,
     plugins,
+    pretrained_info,
+    push_to_hub,
+    save_pretrained,
     validate_recipe,
 )
 from .version import __version__
@@ -31,6 +36,6 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
-    "Index", "__version__", "build_component", "build_method", "info", "load", "list_components", "list_methods", "load_recipe", "load_run", "plugins",
+    "Index", "__version__", "build_component", "build_method", "export_run", "info", "list_components", "list_methods", "list_pretrained", "load", "load_recipe", "load_run", "plugins", "pretrained_info", "push_to_hub", "save_pretrained",
     "validate_recipe",
 ]

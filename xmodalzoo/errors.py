@@ -84,6 +84,11 @@ class CheckpointError(UserError, ValueError):
     does not fit the layout its converter maps (a key left over, a parameter left unfilled, a shape)."""
 
 
+class HubError(UserError, RuntimeError):
+    """A model could not be fetched: unpublished weights, not cached while offline, a repository or
+    revision that does not exist, or a download that failed after huggingface_hub's retries."""
+
+
 class DeviceError(UserError, RuntimeError):
     """A device was asked for that this machine does not have (e.g. ``cuda`` without CUDA)."""
 
@@ -109,6 +114,7 @@ __all__ = [
     "ContractError",
     "DataError",
     "DeviceError",
+    "HubError",
     "MissingDependencyError",
     "ModelFolderError",
     "ModelMismatchError",

@@ -12,7 +12,7 @@ import difflib
 import fnmatch
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Annotated, Any, Callable, Optional, Sequence, Union
+from typing import Annotated, Any, Callable, Mapping, Optional, Sequence, Union
 
 from pydantic import AfterValidator, BaseModel, Field, create_model
 from pydantic_core import PydanticCustomError
@@ -77,18 +77,64 @@ class Entry:
         return model.model_validate(data)
 
 
+#: where a pretrained entry's weights come from
+SOURCE_KINDS = ("hf-hub", "official-url", "unpublished")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One published result of a pretrained entry, with what it was measured on."""
+
+    dataset: str  # e.g. "coco"
+    protocol: str  # e.g. "coco1k", "coco5k", "full"
+    metric: str  # e.g. "rsum", "i2t_r1"
+    value: float
+    #: who measured it: "paper" (the authors' table) or "xmodalzoo" (our evaluation of these weights)
+    measured_by: str = "xmodalzoo"
+
+
 @dataclass(frozen=True)
 class PretrainedEntry:
-    """A named set of published weights: a Hugging Face Hub repository holding a model folder."""
+    """A named set of weights, declared by a plugin as plain data (``Registrar.add_pretrained``).
+
+    ``source`` is one of :data:`SOURCE_KINDS`: ``"hf-hub"`` (``repo_id`` holds a model folder in our
+    format, at the pinned ``revision``), ``"official-url"`` (the authors' checkpoint at ``url``, with
+    its ``sha256``, converted into a model folder on first load) or ``"unpublished"`` (no weights
+    exist yet: ``recipe`` trains them).
+    """
 
     name: str
-    repo_id: str
+    repo_id: str | None
     method: str
     plugin: str
     revision: str | None = None
     doc: str = ""
     #: the installed distribution of the plugin that registered it
     distribution: str = ""
+    source: str = "hf-hub"
+    url: str | None = None
+    sha256: str | None = None
+    #: the files of the entry (hf-hub: the repo files downloaded; official-url: the file names)
+    files: tuple[str, ...] = ()
+    metrics: tuple[Metric, ...] = ()
+    license: str | None = None
+    paper: str | None = None
+    #: the recipe (path in the repository, e.g. "recipes/dive_coco.yaml") that trains these weights
+    recipe: str | None = None
+
+    @property
+    def available(self) -> bool:
+        """Whether weights can be downloaded (False for ``unpublished`` entries)."""
+        return self.source != "unpublished"
+
+    @property
+    def location(self) -> str:
+        """Where the weights are: ``org/repo@revision``, the URL, or ``(not published)``."""
+        if self.source == "hf-hub":
+            return f"{self.repo_id}@{self.revision}" if self.revision else str(self.repo_id)
+        if self.source == "official-url":
+            return str(self.url)
+        return "(not published)"
 
 
 @dataclass
@@ -100,6 +146,8 @@ class Registry:
     failed_plugins: dict[str, str] = field(default_factory=dict)
     #: pretrained model name -> where its model folder is published
     pretrained: dict[str, PretrainedEntry] = field(default_factory=dict)
+    #: plugin name -> how to cite the method(s) it provides (BibTeX; ``Registrar.cite``)
+    citations: dict[str, str] = field(default_factory=dict)
     #: bumped on every change so resolved config classes can be cached
     version: int = 0
     #: called once before the first lookup to fill the registry (plugin discovery sets itself here)
@@ -120,6 +168,7 @@ class Registry:
         self.entries = {k: {} for k in KINDS}
         self.failed_plugins.clear()
         self.pretrained.clear()
+        self.citations.clear()
         self.version += 1
 
     def add(self, entry: Entry) -> None:
@@ -161,6 +210,7 @@ class Registry:
                 del kind[name]
         for name in [n for n, e in self.pretrained.items() if e.plugin == plugin]:
             del self.pretrained[name]
+        self.citations.pop(plugin, None)
         self.version += 1
 
     def get(self, kind: str, name: str) -> Entry:
@@ -228,6 +278,7 @@ class Registrar:
         self.distribution = distribution
         self.staged: list[Entry] = []
         self.staged_pretrained: list[PretrainedEntry] = []
+        self.citation: str | None = None
 
     def add(
         self,
@@ -262,14 +313,42 @@ class Registrar:
         self.staged.append(Entry(kind, name, factory, typed_config(name, kind, config), self.plugin,
                                  self.distribution, doc, contract))
 
-    def add_pretrained(self, name: str, repo_id: str, method: str, revision: str | None = None,
-                       doc: str = "") -> None:
-        """Publish pretrained weights ``name`` (loadable with ``zoo.load(name)``) held at a Hub repo."""
+    def add_pretrained(self, name: str, repo_id: str | None = None, method: str = "", revision: str | None = None,
+                       doc: str = "", *, source: str = "hf-hub", url: str | None = None, sha256: str | None = None,
+                       files: Sequence[str] = (), metrics: Sequence[Mapping[str, Any] | Metric] = (),
+                       license: str | None = None, paper: str | None = None, recipe: str | None = None) -> None:
+        """Declare pretrained weights ``name`` (loadable with ``zoo.load(name)``), as plain data.
+
+        ``source="hf-hub"``: ``repo_id`` holds a model folder (pin ``revision`` to a commit);
+        ``"official-url"``: the authors' checkpoint at ``url`` with its ``sha256`` (converted on first
+        load); ``"unpublished"``: no weights yet, ``recipe`` trains them.  ``metrics`` are mappings
+        with ``dataset``, ``protocol``, ``metric``, ``value`` (and ``measured_by``: "paper" or "xmodalzoo").
+        """
         if any(p.name == name for p in self.staged_pretrained):
             raise RegistryError(f"plugin {self.plugin!r} registers pretrained {name!r} twice")
-        self.staged_pretrained.append(
-            PretrainedEntry(name, repo_id, method, self.plugin, revision, doc, distribution=self.distribution)
-        )
+        where = f"plugin {self.plugin!r}, pretrained {name!r}"
+        if source not in SOURCE_KINDS:
+            raise RegistryError(f"{where}: source {source!r} is not one of {', '.join(SOURCE_KINDS)}")
+        if not method:
+            raise RegistryError(f"{where}: method= is required (the registered method the weights are for)")
+        if source == "hf-hub" and not repo_id:
+            raise RegistryError(f"{where}: an hf-hub entry needs repo_id='org/name'")
+        if source == "official-url" and not (url and sha256):
+            raise RegistryError(f"{where}: an official-url entry needs url= and sha256= (the file's checksum)")
+        if source == "unpublished" and not recipe:
+            raise RegistryError(f"{where}: an unpublished entry needs recipe= (the recipe that trains it)")
+        try:
+            parsed = tuple(m if isinstance(m, Metric) else Metric(**m) for m in metrics)
+        except TypeError as exc:
+            raise RegistryError(f"{where}: a metric needs dataset, protocol, metric and value ({exc})") from None
+        self.staged_pretrained.append(PretrainedEntry(
+            name, repo_id, method, self.plugin, revision, doc, distribution=self.distribution, source=source,
+            url=url, sha256=sha256, files=tuple(files), metrics=parsed, license=license, paper=paper, recipe=recipe,
+        ))
+
+    def cite(self, bibtex: str) -> None:
+        """How to cite the method(s) of this plugin (BibTeX); model cards of its models include it."""
+        self.citation = bibtex.strip()
 
     def commit(self, registry: Registry) -> None:
         """Add every staged entry, or none of them if any name is taken."""
@@ -281,6 +360,8 @@ class Registrar:
             registry.add(e)
         for p in self.staged_pretrained:
             registry.add_pretrained(p)
+        if self.citation:
+            registry.citations[self.plugin] = self.citation
 
 
 def _contract(kind: str, name: str, **declared: Any) -> dict[str, Any]:

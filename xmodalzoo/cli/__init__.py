@@ -4,6 +4,7 @@
 * :mod:`.catalog` — ``list``, ``plugins``, ``info`` (what is installed);
 * :mod:`.data` — ``data preview``;
 * :mod:`.train` — ``train``; :mod:`.evaluate` — ``eval``;
+* :mod:`.hub` — ``download``, ``export``, ``push`` (pretrained models and the Hugging Face Hub);
 * :mod:`.convert` — ``convert`` (official checkpoints);
 * :mod:`.search` — ``index build``, ``search``.
 
@@ -22,13 +23,13 @@ from typing import Sequence
 
 from ..errors import TrainingError, UserError
 from ..version import __version__
-from . import catalog, convert, data, evaluate, recipes, search, train
+from . import catalog, convert, data, evaluate, hub, recipes, search, train
 from .output import print_error, show_warning
 
 USAGE_ERROR = 2
 RUN_FAILED = 1
 #: the topic modules, in the order their verbs appear in ``zoo --help``
-TOPICS = (recipes, catalog, data, train, evaluate, convert, search)
+TOPICS = (recipes, catalog, data, train, evaluate, hub, convert, search)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,9 +22,11 @@ def add_verbs(verbs: Any) -> None:
                          description="Every plugin found: name, distribution, version, ok/failed and the error.")
     p.set_defaults(func=cmd_plugins)
 
-    p = verbs.add_parser("info", help="describe a component and its options",
-                         description="Kind, plugin, distribution, doc, contract and config fields of the component NAME.")
-    p.add_argument("name", help="registered name, e.g. vse or linear")
+    p = verbs.add_parser("info", help="describe a component or a pretrained model",
+                         description="A pretrained model NAME: its source, revision, metrics, files and whether "
+                                     "it is cached. A component NAME: its kind, plugin, distribution, doc, "
+                                     "contract and config fields.")
+    p.add_argument("name", help="pretrained name (e.g. dive-coco) or registered component (e.g. vse, linear)")
     p.add_argument("--kind", choices=KINDS, help="only this kind (when NAME exists in several)")
     p.set_defaults(func=cmd_info)
 
@@ -61,11 +63,10 @@ def _list_pretrained(filter: str | None) -> int:
     from ..hub.pretrained import list_pretrained
 
     table = make_table("pretrained models")
-    for col in ("name", "method", "plugin", "repository", "description"):
+    for col in ("name", "method", "plugin", "weights", "description"):
         table.add_column(col, no_wrap=col != "description", overflow="fold")
     for p in list_pretrained(filter):
-        repo = p.repo_id + (f"@{p.revision}" if p.revision else "")
-        add_row(table, p.name, p.method, p.plugin, repo, p.doc)
+        add_row(table, p.name, p.method, p.plugin, p.location, p.doc)
     if filter:
         empty = f"no entry matches the filter {filter!r}"
     else:
@@ -100,7 +101,14 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     from ..api import info
 
+    from ..registry import REGISTRY
+
     console = make_console()
+    REGISTRY.ensure_loaded()
+    if args.kind is None and args.name in REGISTRY.pretrained:
+        pretrained_info_lines(args.name, console)
+        if not REGISTRY.find(args.name):
+            return 0
     for entry in info(args.name, args.kind):
         console.print(Text.assemble((f"{entry.kind} ", "bold"), (entry.name, "bold cyan")))
         console.print(Text(f"  plugin: {entry.plugin} (distribution {entry.distribution})"))
@@ -118,6 +126,36 @@ def cmd_info(args: argparse.Namespace) -> int:
             add_row(table, name, type_, default, description)
         print_table(table, empty="no options")
     return 0
+
+
+def pretrained_info_lines(name: str, console: Any) -> None:
+    """``zoo info NAME`` of a pretrained entry: source, revision, metrics, files, cached or not."""
+    from rich.text import Text
+
+    from ..hub.info import pretrained_info
+
+    info = pretrained_info(name)
+    console.print(Text.assemble(("pretrained ", "bold"), (name, "bold cyan")))
+    if info["doc"]:
+        console.print(Text(f"  {info['doc']}"))
+    rows = [("method", f"{info['method']} (plugin {info['plugin']}, distribution {info['distribution']})"),
+            ("source", info["source"]), ("weights", info["location"]), ("revision", info["revision"]),
+            ("sha256", info["sha256"]), ("files", ", ".join(info["files"]) or None), ("licence", info["license"]),
+            ("paper", info["paper"]), ("recipe", info["recipe"])]
+    for key, value in rows:
+        if value:
+            console.print(Text(f"  {key}: {value}"), soft_wrap=True)
+    if not info["available"]:
+        console.print(Text(f"  not published: train with 'zoo train {info['recipe']}', then 'zoo push'"))
+    else:
+        console.print(Text(f"  cached: {info['cached'] or 'no (zoo download ' + name + ')'}"), soft_wrap=True)
+    if info["metrics"]:
+        table = make_table(f"metrics of {name!r}")
+        for col in ("dataset", "protocol", "metric", "value", "measured by"):
+            table.add_column(col, no_wrap=True)
+        for m in info["metrics"]:
+            add_row(table, m["dataset"], m["protocol"], m["metric"], f"{m['value']:g}", m["measured_by"])
+        print_table(table, empty="")
 
 
 def config_fields(config: Any) -> list[tuple[str, str, str, str]]:

@@ -14,13 +14,17 @@ from .train import recipe_name
 def add_verbs(verbs: Any) -> None:
     e = verbs.add_parser(
         "eval", help="evaluate a trained run or model folder",
-        description="Evaluate the model of a run directory with the run's own resolved recipe (or a model "
-                    "folder plus a recipe for the data) and write the results JSON.",
+        description="Evaluate the model of a run directory with the run's own resolved recipe, or a model "
+                    "folder or pretrained model (its recipe.yaml, or --recipe, gives the data), and write the "
+                    "results JSON.",
     )
-    e.add_argument("target", help="run directory, or a recipe YAML (its latest finished run is used)")
+    e.add_argument("target", help="run directory, recipe YAML (its latest finished run is used), model folder, "
+                                  "pretrained name or hf-hub:ORG/NAME")
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
     e.add_argument("--protocol", dest="protocols", action="append", choices=["full", "coco1k", "coco5k"],
                    help="evaluation protocol (repeatable; default: the recipe's eval.protocols)")
+    e.add_argument("--recipe", metavar="FILE", help="recipe whose data and eval settings to use for a model folder "
+                   "or pretrained model (default: the folder's recipe.yaml)")
     e.add_argument("--model", metavar="DIR", help="model folder to evaluate (default: RUN_DIR/model)")
     e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value (e.g. eval.max_bytes=100000000)")
@@ -33,19 +37,23 @@ def add_verbs(verbs: Any) -> None:
     e.set_defaults(func=cmd_eval)
 
 
-def find_target(args: argparse.Namespace) -> tuple[Any, Any, Path]:
-    """``(run or None, recipe, model folder)`` that ``zoo eval TARGET [--model DIR] [--set ...]`` means.
+def find_target(args: argparse.Namespace) -> tuple[Any, Any, Path, Path]:
+    """``(run or None, recipe, model folder, results folder)`` that ``zoo eval TARGET [--model DIR] [--set ...]``
+    means.
 
     The recipe of a run is the run's own resolved recipe (with its training ``--set`` overrides),
     then the overrides given to ``zoo eval``; a recipe TARGET only names the run, unless ``--model``
-    evaluates a folder with the recipe's data.
+    evaluates a folder with the recipe's data. A model folder, pretrained name or ``hf-hub:`` source is
+    evaluated with its ``recipe.yaml`` (or ``--recipe``); its results go beside a local folder, or into
+    the working directory for a downloaded one (never into the Hugging Face cache).
     """
-    from ..hub.folder import CONFIG
+    from ..api import resolve_source
+    from ..hub.folder import CONFIG, RECIPE
     from ..recipe import load_recipe
     from ..rundir import RunDir, latest_finished
 
     target = Path(args.target)
-    if target.is_dir():
+    if target.is_dir() and not (target / CONFIG).is_file():
         run = RunDir(target)
         recipe = load_recipe(str(run.require_recipe()), args.overrides)
     elif target.is_file():
@@ -61,15 +69,21 @@ def find_target(args: argparse.Namespace) -> tuple[Any, Any, Path]:
             if file_data != recipe.data:
                 say(f"note: evaluating {run} on the data it was trained with ({run.resolved_recipe.name}), "
                     f"not the data: of {target}; pass --model {run.model} to use that file's data", stderr=True)
-    else:
-        raise FileNotFoundError(f"{target}: no such run directory or recipe file")
+    else:  # a model folder, a pretrained name or hf-hub:ORG/NAME
+        folder = resolve_source(args.target)
+        recipe_path = Path(args.recipe) if args.recipe else folder / RECIPE
+        if not recipe_path.is_file():
+            raise UserError(f"{folder} has no {RECIPE} to take the data from: pass --recipe FILE")
+        recipe = load_recipe(str(recipe_path), args.overrides)
+        return None, recipe, folder, (folder if target.is_dir() else Path.cwd())
     model_dir = Path(args.model) if args.model else (run.model if run is not None else None)
     if model_dir is None or not (model_dir / CONFIG).is_file():
         raise UserError(f"{model_dir}: no model folder to evaluate ({CONFIG} missing)")
-    return run, recipe, model_dir
+    # results go beside the model that was evaluated (never into another run's directory)
+    return run, recipe, model_dir, (model_dir if args.model or run is None else run.path)
 
 
-def results_path(args: argparse.Namespace, run: Any, recipe: Any, model_dir: Path) -> tuple[Path, bool]:
+def results_path(args: argparse.Namespace, run: Any, recipe: Any, out_dir: Path) -> tuple[Path, bool]:
     """Where the results go, and whether they replace the run's own results file of that split
     (same model, data and settings as training): those keep its training-only meta.
 
@@ -97,7 +111,7 @@ def results_path(args: argparse.Namespace, run: Any, recipe: Any, model_dir: Pat
         return (run.results(args.split) if same else run.results(args.split, settings_tag(settings))), same
     if args.output:
         return Path(args.output), False
-    return model_dir / results_name(args.split), False
+    return out_dir / results_name(args.split), False
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -111,8 +125,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..hub.folder import load_model
     from ..registry import REGISTRY
 
-    run, recipe, model_dir = find_target(args)
-    output, replaces_own = results_path(args, run, recipe, model_dir)
+    run, recipe, model_dir, out_dir = find_target(args)
+    output, replaces_own = results_path(args, run, recipe, out_dir)
     method = load_model(model_dir, device=resolve_device(recipe.eval.device))
     dataset = REGISTRY.build("dataset", recipe.data, split=args.split)
     console = Console()
@@ -132,8 +146,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if embeddings is not None:
         results["meta"]["encode_seconds"] = encode_seconds
         results["meta"]["seconds"] += encode_seconds
-    # results go beside the model that was evaluated (never into another run's directory)
-    out_dir = model_dir if args.model else run.path
     uncertainty = uncertainty_report(uncertainties, ranks, out_dir, args.split, console) if args.uncertainty else None
     results.setdefault("meta", {}).update({"split": args.split, "model": str(model_dir)})
     console.print(results_table(results, title=f"{recipe.name or model_dir.name}: {args.split} split"))

@@ -1,15 +1,28 @@
-"""Model folders: ``config.json`` + ``model.safetensors`` + ``tokenizer/`` + ``README.md`` (model card).
+"""Model folders: what a trained model is on disk (locally or in a Hugging Face Hub repository).
 
-A model folder holds everything needed to encode and score items — never the loss, the optimizer
-or the training recipe.  :func:`load_model` rebuilds the method from the registry (so the plugin
-that provides it must be installed) and loads the weights strictly.
+::
+
+    config.json         format version, library name, distributions and versions, the method's
+                        model config (no loss, no optimizer), preprocessing, embedding kind and
+                        shape, sha256 and size of each weight file
+    model.safetensors   the weights (never a pickle)
+    tokenizer/          the tokenizer's own files (vocabulary, ...)
+    recipe.yaml         the resolved training recipe (when known)
+    eval_results.json   the test results (when known)
+    README.md           the model card (:mod:`.card`)
+
+A model folder holds everything needed to encode and score items.  :func:`load_model` checks the
+format, that the method's plugin is installed, the weights' checksums (:mod:`.integrity`, before
+reading them), rebuilds the method from the registry and loads the weights strictly.  Folders of
+format ``xmodalzoo-model/1`` (written before checksums and preprocessing were recorded) still load.
 """
 from __future__ import annotations
 
 import json
 import shutil
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -18,14 +31,27 @@ from ..errors import ModelFolderError
 from ..files import atomic_dir, commit_dir
 from ..method import Method
 from ..registry import REGISTRY
+from ..rundir import results_name
 from ..version import __version__
 from ..weights import check_safetensors, read_safetensors
+from .integrity import file_record, verify_files
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 TOKENIZER = "tokenizer"
 CARD = "README.md"
-FORMAT = "xmodalzoo-model/1"
+RECIPE = "recipe.yaml"
+RESULTS = results_name("test")  # the same name as beside a run's model
+LIBRARY = "xmodalzoo"
+FORMAT_V1 = "xmodalzoo-model/1"
+FORMAT = "xmodalzoo-model/2"
+#: every format :func:`load_model` reads, oldest first
+FORMATS = (FORMAT_V1, FORMAT)
+#: method config fields that only training uses: never written to a model folder
+TRAINING_ONLY = ("loss", "batch_module")
+#: the method config fields holding its parts, with their component kind
+PART_KINDS = {"image_encoder": "image_encoder", "text_encoder": "text_encoder", "image_head": "head",
+              "text_head": "head", "similarity": "similarity"}
 
 
 def inference_state_dict(method: Method) -> dict[str, torch.Tensor]:
@@ -37,29 +63,51 @@ def inference_state_dict(method: Method) -> dict[str, torch.Tensor]:
     }
 
 
-def save_model(method: Method, directory: str | Path, *, card: dict[str, Any] | None = None) -> Path:
-    """Write ``method`` as a model folder (atomically) and return its path."""
+def save_model(method: Method, directory: str | Path, *, name: str | None = None, load_name: str | None = None,
+               recipe: str | None = None, results: Mapping[str, Any] | None = None, datasets: Sequence[str] = (),
+               license: str | None = None, card: Mapping[str, Any] | None = None) -> Path:
+    """Write ``method`` as a model folder (atomically: all files or none) and return its path.
+
+    ``recipe`` (the resolved recipe's YAML text) becomes ``recipe.yaml``, ``results`` (an
+    ``eval_results.json`` mapping) ``eval_results.json``; both, with ``name``, ``datasets`` and
+    ``license``, fill the model card.  ``load_name`` is what the card's snippet passes to
+    ``zoo.load`` (default: the folder).  ``card`` is the older spelling: a mapping of the same keys.
+    """
     from safetensors.torch import save_file
 
     if method.config is None:
         raise ValueError("the method has no config; assemble it with assemble_method (or zoo.build_method)")
+    extra = dict(card or {})
+    name = name or extra.get("name")
+    load_name = load_name or extra.get("load_name")
+    recipe = recipe if recipe is not None else extra.get("recipe")
+    results = results if results is not None else extra.get("results")
+    datasets = datasets or tuple(extra.get("datasets", ()))
+    license = license or extra.get("license")
     directory = Path(directory)
+    cfg = model_config(method)
+    plugin = REGISTRY.get("method", cfg["type"])
     tmp = atomic_dir(directory)
     try:
-        cfg = method.config.model_dump(mode="json")
-        if cfg.get("batch_module") is not None:
-            cfg["batch_module"] = None  # training-only: a model folder holds the inference model alone
-        method_entry = REGISTRY.get("method", cfg["type"])
-        config = {
-            "format": FORMAT,
-            "xmodalzoo_version": __version__,
-            "method": cfg,
-            "plugin": {"name": method_entry.plugin, "distribution": method_entry.distribution},
-        }
-        (tmp / CONFIG).write_text(json.dumps(config, indent=2))
         save_file(inference_state_dict(method), str(tmp / WEIGHTS), metadata={"format": FORMAT})
         method.tokenizer.save(tmp / TOKENIZER)
-        (tmp / CARD).write_text(model_card(cfg, card or {}))
+        config = {
+            "format": FORMAT,
+            "library_name": LIBRARY,
+            "distributions": distributions(cfg),
+            "plugin": {"name": plugin.plugin, "distribution": plugin.distribution},
+            "method": cfg,
+            "preprocessing": preprocessing(method),
+            "embedding": embedding_info(method),
+            "files": {WEIGHTS: file_record(tmp / WEIGHTS)},
+            "card": {"name": name or cfg["type"], "datasets": list(datasets), "license": license},
+        }
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2))
+        if recipe:
+            (tmp / RECIPE).write_text(str(recipe))
+        if results:
+            (tmp / RESULTS).write_text(json.dumps(results, indent=2, default=float))
+        write_card(tmp, load_name or str(directory))
         commit_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -67,32 +115,128 @@ def save_model(method: Method, directory: str | Path, *, card: dict[str, Any] | 
     return directory
 
 
-def model_card(method_cfg: dict[str, Any], info: dict[str, Any]) -> str:
-    """A Hugging Face style model card with the method, its parts and any results."""
-    lines = [
-        "---",
-        "library_name: xmodalzoo",
-        "tags: [image-text-retrieval, cross-modal-retrieval, xmodalzoo]",
-        "---",
-        f"# {info.get('name', method_cfg['type'])}",
-        "",
-        f"An xmodalzoo `{method_cfg['type']}` model for image–text retrieval.",
-        "",
-        "```python",
-        "import xmodalzoo as zoo",
-        f"model = zoo.load({info.get('load_name', 'PATH_OR_NAME')!r})",
-        "```",
-        "",
-        "## Parts",
-    ]
-    for key in ("image_encoder", "text_encoder", "image_head", "text_head", "similarity"):
-        if key in method_cfg and isinstance(method_cfg[key], dict):
-            lines.append(f"- {key}: `{method_cfg[key].get('type')}`")
-    if info.get("results"):
-        lines += ["", "## Results", "", "```json", json.dumps(info["results"], indent=2), "```"]
-    if info.get("recipe"):
-        lines += ["", "## Training recipe", "", "```yaml", str(info["recipe"]).rstrip(), "```"]
-    return "\n".join(lines) + "\n"
+def write_card(directory: str | Path, load_name: str) -> Path:
+    """(Re)write the folder's ``README.md`` from its ``config.json``, ``recipe.yaml`` and
+    ``eval_results.json``; ``load_name`` is what the usage snippet passes to ``zoo.load``."""
+    from .card import model_card
+
+    directory = Path(directory)
+    config = read_config(directory)
+    info = config.get("card") or {}
+    recipe = (directory / RECIPE).read_text() if (directory / RECIPE).is_file() else None
+    results = json.loads((directory / RESULTS).read_text()) if (directory / RESULTS).is_file() else None
+    plugin = (config.get("plugin") or {}).get("name")
+    text = model_card(config["method"], name=info.get("name") or config["method"]["type"], load_name=load_name,
+                      datasets=info.get("datasets") or (), license=info.get("license"), results=results,
+                      recipe=recipe, citation=REGISTRY.citations.get(plugin) if plugin else None)
+    (directory / CARD).write_text(text)
+    return directory / CARD
+
+
+def model_config(method: Method) -> dict[str, Any]:
+    """The method's validated config as JSON, without its training-only fields (loss, batch module)."""
+    assert method.config is not None
+    cfg = method.config.model_dump(mode="json")
+    return {k: v for k, v in cfg.items() if k not in TRAINING_ONLY}
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"  # a plugin imported from a source tree without being installed
+
+
+def distributions(cfg: Mapping[str, Any]) -> dict[str, str]:
+    """``{distribution: version}`` of xmodalzoo and of every plugin providing the method or one of its parts."""
+    out = {"xmodalzoo": __version__}
+    entries = [REGISTRY.get("method", cfg["type"])]
+    for field, kind in PART_KINDS.items():
+        part = cfg.get(field)
+        if isinstance(part, Mapping) and part.get("type") in REGISTRY.entries[kind]:
+            entries.append(REGISTRY.entries[kind][part["type"]])
+    for entry in entries:
+        if entry.distribution and entry.distribution not in out:
+            out[entry.distribution] = _version(entry.distribution)
+    return out
+
+
+def preprocessing(method: Method) -> dict[str, Any]:
+    """How inputs are prepared: the image encoder's eval transform (its steps) and the tokenizer settings."""
+    assert method.config is not None
+    image_cfg = method.config.image_encoder.model_dump(mode="json")
+    transform = method.image_transform(train=False)
+    steps = [str(t) for t in getattr(transform, "transforms", [transform])]
+    tokenizer = method.tokenizer
+    return {
+        "image": {"encoder": image_cfg.get("type"), "image_size": image_cfg.get("image_size"),
+                  "transform": image_cfg.get("transform"), "eval_steps": steps},
+        "tokenizer": {"type": tokenizer.type, "options": tokenizer.options(), "folder": TOKENIZER},
+    }
+
+
+def embedding_info(method: Method) -> dict[str, Any]:
+    """The embedding kind and per-item tensor shapes of each side, measured on one probe item
+    (a grey image of the encoder's size, a short caption); an image side that takes no pictures
+    (precomputed region features) records the kind alone."""
+    from PIL import Image
+
+    assert method.config is not None
+    training = method.training
+    method.eval()
+    out: dict[str, Any] = {}
+    try:
+        with torch.no_grad():
+            text = method.embed_texts(["a photo"])
+            out["text"] = _shape_of(text)
+            size = method.config.image_encoder.model_dump().get("image_size")
+            if size:
+                out["image"] = _shape_of(method.embed_images([Image.new("RGB", (size, size), (128, 128, 128))]))
+            else:
+                out["image"] = {"kind": text.kind, "shape": None}
+    finally:
+        method.train(training)
+    return out
+
+
+def _shape_of(embedding: Any) -> dict[str, Any]:
+    return {"kind": embedding.kind,
+            "shape": {k: list(v.shape[1:]) for k, v in embedding.tensors().items()}}
+
+
+def read_config(directory: str | Path) -> dict[str, Any]:
+    """The parsed ``config.json`` of a model folder, of a known format; one-line errors otherwise."""
+    cfg_path = Path(directory) / CONFIG
+    if not cfg_path.is_file():
+        raise ModelFolderError(f"{directory}: not a model folder ({CONFIG} is missing)")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelFolderError(f"{cfg_path}: not valid JSON ({exc})") from None
+    found = config.get("format") if isinstance(config, dict) else None
+    if found not in FORMATS:
+        hint = " (written by a newer xmodalzoo? upgrade it)" if str(found).startswith("xmodalzoo-model/") else ""
+        raise ModelFolderError(f"{cfg_path}: unknown model folder format {found!r} "
+                               f"(this xmodalzoo reads {', '.join(FORMATS)}){hint}")
+    if not isinstance(config.get("method"), dict) or "type" not in config["method"]:
+        raise ModelFolderError(f"{cfg_path}: 'method' must be a mapping with a 'type'")
+    return config
+
+
+def require_plugin(config: Mapping[str, Any], cfg_path: Path) -> None:
+    """Raise naming the plugin distribution to install when the folder's method is not registered."""
+    kind = config["method"]["type"]
+    REGISTRY.ensure_loaded()
+    if kind in REGISTRY.entries["method"]:
+        return
+    plugin = config.get("plugin") or {}
+    dist = plugin.get("distribution") or f"xmodalzoo-{kind}"
+    version = (config.get("distributions") or {}).get(dist)
+    failed = (f"; plugin {plugin.get('name')!r} is installed but failed to load (see 'zoo plugins')"
+              if plugin.get("name") in REGISTRY.failed_plugins else "")
+    raise ModelFolderError(f"{cfg_path}: method {kind!r} is not registered: install the plugin distribution "
+                           f"{dist}{f' (version {version} wrote it)' if version else ''}, "
+                           f"e.g. pip install {dist}{failed}")
 
 
 def without_downloads(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -120,32 +264,32 @@ def build_from_folder(directory: str | Path, device: str | torch.device = "cpu")
     """The method of a model folder built from its config and tokenizer, *untrained* (freshly
     initialised from the current torch seed; no initial-weight downloads), in eval mode on ``device``."""
     directory = Path(directory)
-    cfg_path = directory / CONFIG
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{directory}: not a model folder ({CONFIG} is missing)")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelFolderError(f"{cfg_path}: not valid JSON ({exc})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        found = config.get("format") if isinstance(config, dict) else None
-        raise ModelFolderError(f"{cfg_path}: unknown model folder format {found!r} (expected {FORMAT})")
+    config = read_config(directory)
+    require_plugin(config, directory / CONFIG)
     tokenizer = load_tokenizer(directory / TOKENIZER)
     method: Method = REGISTRY.build("method", without_downloads(config["method"]), tokenizer=tokenizer)
     return method.to(device).eval()
 
 
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Method:
-    """Rebuild the method saved in a model folder and load its weights (a missing, truncated or corrupt
-    ``model.safetensors``: :class:`~xmodalzoo.errors.WeightsFileError` naming it)."""
+    """Rebuild the method saved in a model folder and load its weights (strictly), in eval mode on
+    ``device``; the method's ``image_transform()`` and ``tokenizer`` are the folder's."""
     directory = Path(directory)
-    check_safetensors(directory / WEIGHTS)  # before building: a damaged file fails fast
+    config = read_config(directory)
+    check_safetensors(directory / WEIGHTS)  # a truncated or garbled file: WeightsFileError saying which
+    verify_files(directory, config.get("files") or {})  # then the recorded sha256, before any weight is read
     method = build_from_folder(directory)
     state = read_safetensors(directory / WEIGHTS)
     missing, unexpected = method.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("batch_module.")]
     if missing or unexpected:
-        kind = method.config.type if method.config is not None else type(method).__name__
-        raise ModelFolderError(f"{directory / WEIGHTS} does not fit the {kind} model: "
-                         f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ModelFolderError(f"{directory / WEIGHTS} does not fit the {config['method']['type']} model: "
+                               f"{_keys('missing', missing)}; {_keys('unexpected', unexpected)}")
     return method.to(device).eval()
+
+
+def _keys(label: str, keys: Sequence[str], shown: int = 8) -> str:
+    if not keys:
+        return f"no {label} keys"
+    more = f" (+{len(keys) - shown} more)" if len(keys) > shown else ""
+    return f"{len(keys)} {label} key{'s' if len(keys) > 1 else ''}: {', '.join(keys[:shown])}{more}"

@@ -304,7 +304,7 @@ class Trainer:
     def finish(self) -> dict[str, Any]:
         """Load the best validation weights, export the model folder, evaluate the test split once."""
         from ..eval.evaluate import evaluate
-        from ..eval.report import results_table, write_results
+        from ..eval.report import results_table, to_jsonable, write_results
         from ..hub.folder import save_model
 
         best = self.run.best_checkpoint()
@@ -316,10 +316,9 @@ class Trainer:
         )
         write_results(results, self.run.results("test"))
         recipe_text = self.run.resolved_recipe.read_text() if self.run.resolved_recipe.exists() else None
-        save_model(self.method, self.run.model, card={
-            "name": self.recipe.name or self.run.name, "load_name": str(self.run.model),
-            "results": {k: v for k, v in results.items() if k != "meta"}, "recipe": recipe_text,
-        })
+        save_model(self.method, self.run.model, name=self.recipe.name or self.run.name,
+                   load_name=str(self.run.model), results=to_jsonable(results), recipe=recipe_text,
+                   datasets=[str(getattr(self.recipe.data, "type", "unknown"))])
         self.run.mark_done(best_epoch=self.best_epoch)
         self.console.print(results_table(results, title=f"{self.recipe.name or 'run'}: test split"))
         return results

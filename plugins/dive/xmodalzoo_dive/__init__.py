@@ -11,6 +11,17 @@ from xmodalzoo.plugin_api import Registrar
 
 __version__ = "0.1.0"
 
+#: how to cite the method (model cards of its models include it)
+CITATION = """\
+@inproceedings{kim2023dive,
+  title     = {Improving Cross-Modal Retrieval with Set of Diverse Embeddings},
+  author    = {Kim, Dongwon and Kim, Namyup and Kwak, Suha},
+  booktitle = {IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year      = {2023}
+}
+"""
+PAPER = "Kim, Kim & Kwak, Improving Cross-Modal Retrieval with Set of Diverse Embeddings, CVPR 2023"
+
 SET_KINDS = ("set", "point")
 
 
@@ -34,3 +45,10 @@ def register(r: Registrar) -> None:
     r.add("loss", "dive", build_dive_loss, DivELossConfig, accepts=SET_KINDS)
     r.add("method", "dive", build_dive, DivEConfig)
     r.add("converter", "dive", build_dive_converter)
+    r.cite(CITATION)
+    r.add_pretrained(
+        "dive-coco", method="dive", source="unpublished", recipe="recipes/dive_coco.yaml", paper=PAPER,
+        doc="DivE on COCO (bottom-up regions + biGRU); the authors released no weights",
+        metrics=[{"dataset": "coco", "protocol": "coco1k", "metric": "rsum", "value": 524.6, "measured_by": "paper"},
+                 {"dataset": "coco", "protocol": "coco5k", "metric": "rsum", "value": 430.7, "measured_by": "paper"}],
+    )

@@ -6,6 +6,16 @@ from xmodalzoo.plugin_api import Registrar
 
 __version__ = "0.1.0"
 
+#: how to cite the method (model cards of its models include it)
+CITATION = """\
+@inproceedings{fu2023hrem,
+  title     = {Learning Semantic Relationship among Instances for Image-Text Matching},
+  author    = {Fu, Zheren and Mao, Zhendong and Song, Yan and Zhang, Yongdong},
+  booktitle = {IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year      = {2023}
+}
+"""
+
 
 def register(r: Registrar) -> None:
     """Register HREM's components with the zoo."""
@@ -22,3 +32,4 @@ def register(r: Registrar) -> None:
     r.add("sampler", "hrem_neighbours", build_hrem_neighbours, NeighbourBatchesConfig)
     r.add("method", "hrem", build_hrem, HREMConfig)
     r.add("converter", "hrem", build_hrem_converter)
+    r.cite(CITATION)

@@ -10,6 +10,22 @@ from xmodalzoo.plugin_api import Registrar
 
 __version__ = "0.1.0"
 
+#: how to cite the method (model cards of its models include it)
+CITATION = """\
+@inproceedings{chun2021pcme,
+  title     = {Probabilistic Embeddings for Cross-Modal Retrieval},
+  author    = {Chun, Sanghyuk and Oh, Seong Joon and de Rezende, Rafael Sampaio and Kalantidis, Yannis and Larlus, Diane},
+  booktitle = {IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year      = {2021}
+}
+@inproceedings{chun2024pcmepp,
+  title     = {Improved Probabilistic Image-Text Representations},
+  author    = {Chun, Sanghyuk},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year      = {2024}
+}
+"""
+
 
 def register(r: Registrar) -> None:
     """Register PCME's components with the zoo."""
@@ -29,3 +45,4 @@ def register(r: Registrar) -> None:
     r.add("method", "pcme", build_pcme, PCMEConfig)
     r.add("method", "pcmepp", build_pcmepp, PCMEppConfig)
     r.add("converter", "pcme", build_pcme_converter)
+    r.cite(CITATION)

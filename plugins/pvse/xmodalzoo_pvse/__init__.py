@@ -5,6 +5,16 @@ from xmodalzoo.plugin_api import Registrar
 
 __version__ = "0.1.0"
 
+#: how to cite the method (model cards of its models include it)
+CITATION = """\
+@inproceedings{song2019pvse,
+  title     = {Polysemous Visual-Semantic Embedding for Cross-Modal Retrieval},
+  author    = {Song, Yale and Soleymani, Mohammad},
+  booktitle = {IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year      = {2019}
+}
+"""
+
 
 def register(r: Registrar) -> None:
     """Register PVSE's components with the zoo."""
@@ -20,3 +30,4 @@ def register(r: Registrar) -> None:
     r.add("loss", "pvse", build_pvse_loss, PVSELossConfig, accepts=["set", "point"])
     r.add("method", "pvse", build_pvse, PVSEConfig)
     r.add("converter", "pvse", build_pvse_converter)
+    r.cite(CITATION)
