@@ -104,3 +104,8 @@ def test_zoo_train_piped_prints_progress_lines_and_stamps_metrics(tmp_path):
         assert start - 1 <= r["unix_time"] <= end + 1
         assert abs(dt.datetime.fromisoformat(r["time"].replace("Z", "+00:00")).timestamp() - r["unix_time"]) < 1
     assert [r["unix_time"] for r in records] == sorted(r["unix_time"] for r in records)
+    # shapes has exact ground truth: the results carry the reference rows, and the table shows them
+    results = json.loads((tmp_path / "runs" / "tiny" / "eval_results.json").read_text())
+    assert set(results["reference"]) == {"chance", "oracle"}
+    assert results["reference"]["oracle"]["full"]["rsum"] > results["reference"]["chance"]["full"]["rsum"]
+    assert "  oracle " in out.stderr and re.search(r"40 images, \d+ captions", out.stderr)

@@ -2,8 +2,8 @@
 
 Oversubscribed cores make CPU training several times slower: each worker process and each busy
 process of someone else competes with the trainer's OpenMP thread team, whose barriers then wait for
-a descheduled thread (measured on 2 cores with a second training running: 2 threads gave 15–18
-samples/s, 1 thread 50–57; ``benchmarks/threads_quickstart.py``).  So:
+a descheduled thread (measured on a busy 2-core machine: torch's default 2 threads gave 2.3
+samples/s, the ``auto`` choice of 1 thread 9.9; ``benchmarks/threads_quickstart.py``).  So:
 
 * **cores** = the CPUs this process may run on: ``os.sched_getaffinity``, capped by a cgroup CPU
   quota (``cpu.max`` of cgroup v2, ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` of v1), divided

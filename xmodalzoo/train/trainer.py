@@ -67,7 +67,7 @@ class Trainer:
         r, cfg = self.recipe, self.cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
         apply_parallelism(self.parallel)
-        self.console.print(self.parallel.describe())
+        self.console.print(self.parallel.describe(), markup=False, highlight=False, soft_wrap=True)
         seed_everything(r.seed)
         self.train_data = REGISTRY.build("dataset", r.data, split="train")
         self.val_data = REGISTRY.build("dataset", r.data, split="val")
