@@ -140,8 +140,14 @@ def test_schema_to_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["schema", "-o", str(out)]) == 0
     assert json.loads(out.read_text())["title"] == "Recipe"
     assert capsys.readouterr().out == ""
-    assert main(["schema", "-o", str(tmp_path / "no" / "dir.json")]) == 2
-    assert "No such file or directory" in capsys.readouterr().err
+
+
+
+def test_schema_creates_missing_folders(tmp_path: Path) -> None:
+    out = tmp_path / ".vscode" / "deeper" / "recipe.schema.json"  # the documented .vscode/ use
+    proc = run("schema", "-o", str(out), script=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["title"] == "Recipe" and proc.stdout == ""
 
 
 # ------------------------------------------------------------------------- list, plugins, info

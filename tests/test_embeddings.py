@@ -79,3 +79,13 @@ def test_single_index_counts_from_the_end_and_checks_the_range(emb):
     assert len(emb[np.array([0, 4])]) == 2 and len(emb[[1, 2, 3]]) == 3
     assert len(emb[torch.tensor([True, False, True, False, True])]) == 3
     assert len(emb[-2:]) == 2 and len(emb[7:]) == 0  # slices clip, as for tensors
+
+
+def test_repr_shows_kind_and_shapes_not_values():
+    point = PointEmbedding(torch.full((5, 256), 0.123456))
+    assert repr(point) == "PointEmbedding(kind='point', items=5, vectors=float32[5, 256] cpu)"
+    assert "0.1234" not in str(point)
+    sets = SetEmbedding(torch.zeros(3, 4, 8, dtype=torch.float64), aux={"attn": torch.zeros(3, 4)})
+    assert repr(sets) == "SetEmbedding(kind='set', items=3, vectors=float64[3, 4, 8] cpu, aux=['attn'])"
+    gauss = GaussianEmbedding(torch.zeros(2, 6), torch.zeros(2, 6))
+    assert repr(gauss) == "GaussianEmbedding(kind='gaussian', items=2, mean=float32[2, 6] cpu, logvar=float32[2, 6] cpu)"

@@ -17,7 +17,7 @@ import torch
 E = TypeVar("E", bound="Embedding")
 
 
-@dataclass
+@dataclass(repr=False)
 class Embedding:
     """Base class; subclasses declare their tensor fields in ``tensor_fields``."""
 
@@ -32,6 +32,18 @@ class Embedding:
 
     def __len__(self) -> int:
         return int(getattr(self, self.tensor_fields[0]).shape[0])
+
+    def __repr__(self) -> str:
+        """The kind, the number of items and each tensor's dtype, shape and device, not its values:
+        ``PointEmbedding(kind='point', items=5, vectors=float32[5, 256] cpu)``."""
+        parts = [f"kind={self.kind!r}", f"items={len(self)}"]
+        for name, t in self.tensors().items():
+            dtype = str(t.dtype).removeprefix("torch.")
+            parts.append(f"{name}={dtype}[{', '.join(str(d) for d in t.shape)}] {t.device}")
+        aux = getattr(self, "aux", None)
+        if aux:
+            parts.append(f"aux={sorted(aux)}")
+        return f"{type(self).__name__}({', '.join(parts)})"
 
     def __getitem__(self: E, index: Any) -> E:
         """Items along the first axis; always an embedding (a single index gives one item).
@@ -85,11 +97,16 @@ class Embedding:
         return first._replace(**{k: torch.cat([getattr(x, k) for x in items]) for k in first.tensor_fields})
 
     def save(self, path: str | Path) -> None:
-        """Write the tensors to a safetensors file (kind recorded in its metadata)."""
-        from safetensors.torch import save_file
+        """Write the tensors to a safetensors file (kind recorded in its metadata), atomically and
+        with the umask's ordinary mode (:func:`xmodalzoo.files.atomic_open`)."""
+        from safetensors.torch import save
 
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.tensors().items()},
-                  str(path), metadata={"embedding": self.kind})
+        from .files import atomic_open
+
+        data = save({k: v.detach().contiguous().cpu() for k, v in self.tensors().items()},
+                    metadata={"embedding": self.kind})
+        with atomic_open(path, "wb") as f:
+            f.write(data)
 
     @staticmethod
     def load(path: str | Path, device: str | torch.device = "cpu") -> "Embedding":
@@ -107,7 +124,7 @@ class Embedding:
         return EMBEDDING_TYPES[kind](**tensors)
 
 
-@dataclass
+@dataclass(repr=False)
 class PointEmbedding(Embedding):
     """One vector per item: ``vectors`` (N, D)."""
 
@@ -120,7 +137,7 @@ class PointEmbedding(Embedding):
         _check_rank(self, "vectors", 2)
 
 
-@dataclass
+@dataclass(repr=False)
 class SetEmbedding(Embedding):
     """K vectors per item: ``vectors`` (N, K, D)."""
 
@@ -137,7 +154,7 @@ class SetEmbedding(Embedding):
         return int(self.vectors.shape[1])
 
 
-@dataclass
+@dataclass(repr=False)
 class GaussianEmbedding(Embedding):
     """A diagonal Gaussian per item: ``mean`` (N, D) and ``logvar`` = log σ² (N, D)."""
 

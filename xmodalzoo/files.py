@@ -5,23 +5,53 @@ see :func:`commit_dir`).  A crash between them leaves only ``.final.old``, a com
 :func:`committed_dir` falls back to it, so a reader never loses it.  Used by checkpoints
 (:mod:`xmodalzoo.train.checkpoint`), model folders (:mod:`xmodalzoo.hub.folder`), run records and
 result files.
+
+Everything written here gets the permissions an ordinary ``open(path, "w")`` or ``mkdir`` would give
+under the process's umask (``0o666 & ~umask`` for files, ``0o777 & ~umask`` for directories), not
+the owner-only ``0600``/``0700`` of :mod:`tempfile`, so colleagues sharing a group can read runs.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import IO, Any, Callable, Iterator
+
+#: what ``open(..., "w")`` and ``mkdir`` ask for before the umask is applied
+FILE_MODE, DIR_MODE = 0o666, 0o777
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux reports it (``/proc/self/status``);
+    elsewhere set and restored at once (not thread-safe, as every umask query outside Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def ordinary_mode(directory: bool = False) -> int:
+    """The mode an ordinary file (or directory) created now gets: ``0o666`` (``0o777``) less the umask."""
+    return (DIR_MODE if directory else FILE_MODE) & ~current_umask()
 
 
 def atomic_dir(final: str | os.PathLike[str]) -> Path:
     """A fresh temporary directory next to ``final`` (move it in place with :func:`commit_dir`)."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    os.chmod(tmp, ordinary_mode(directory=True))  # mkdtemp makes it 0700 whatever the umask
+    return tmp
 
 
 def old_dir(final: str | os.PathLike[str]) -> Path:
@@ -40,9 +70,25 @@ def committed_dir(final: str | os.PathLike[str]) -> Path | None:
     return old if old.is_dir() else None
 
 
+def give_ordinary_modes(tree: str | os.PathLike[str]) -> None:
+    """Set every folder under ``tree`` (itself included) to ``0o777 & ~umask`` and every file to
+    ``0o666 & ~umask``: writers such as safetensors' ``save_file`` create owner-only files."""
+    files, dirs = ordinary_mode(), ordinary_mode(directory=True)
+    os.chmod(tree, dirs)
+    for root, folders, names in os.walk(tree):
+        for name in folders:
+            os.chmod(os.path.join(root, name), dirs)
+        for name in names:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, files)
+
+
 def commit_dir(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> None:
-    """Replace ``final`` by ``tmp``; a reader never sees a half-written directory."""
+    """Replace ``final`` by ``tmp``; a reader never sees a half-written directory.  What ``tmp``
+    holds gets the umask's ordinary modes first (:func:`give_ordinary_modes`)."""
     tmp, final = Path(tmp), Path(final)
+    give_ordinary_modes(tmp)
     old = None
     if final.exists():
         old = old_dir(final)
@@ -56,19 +102,31 @@ def commit_dir(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> No
         shutil.rmtree(old, ignore_errors=True)
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file and a rename; returns ``path``."""
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temporary file next to ``path`` for writing (``"w"``: UTF-8 text, ``"wb"``: bytes); when
+    the block ends without an error it is renamed to ``path``, else deleted.  Parent folders are
+    created; the file gets the umask's ordinary mode."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open: mode must be 'w' or 'wb', got {mode!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        os.fchmod(fd, ordinary_mode())  # mkstemp makes it 0600 whatever the umask
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as f:
+            yield f
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file and a rename; returns ``path``."""
+    with atomic_open(path, "w") as f:
+        f.write(text)
+    return Path(path)
 
 
 @contextmanager

@@ -21,7 +21,7 @@ def add_verbs(verbs: Any) -> None:
     p = verbs.add_parser("schema", help="print the JSON Schema of recipes",
                          description="JSON Schema of recipes with every installed plugin (for editors' YAML "
                                      "language servers: '# yaml-language-server: $schema=FILE').")
-    p.add_argument("-o", "--output", metavar="FILE", help="write the schema to FILE instead of stdout")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the schema to FILE instead of stdout (missing folders are created)")
     p.set_defaults(func=cmd_schema)
 
 
@@ -81,7 +81,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
     text = json.dumps(recipe_json_schema(), indent=2) + "\n"
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        from ..files import write_text_atomic
+
+        write_text_atomic(Path(args.output), text)  # creates missing folders (e.g. .vscode/)
         say(f"schema written to {args.output}", stderr=True)
     else:
         sys.stdout.write(text)

@@ -22,12 +22,22 @@ def add_verbs(verbs: Any) -> None:
                    help="continue an interrupted run: 'auto' picks the latest unfinished run of this recipe")
     p.add_argument("--run-dir", metavar="DIR", help="write the run here (default: OUTPUT_DIR/NAME[-N])")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--threads", metavar="auto|N",
+                   help="intra-op threads of the trainer (train.threads; default auto: the free cores)")
+    p.add_argument("--workers", metavar="auto|N",
+                   help="data-loader worker processes (train.num_workers; default auto)")
     p.set_defaults(func=cmd_train)
 
 
 def recipe_name(recipe: Any, path: str | Path) -> str:
     """The run name of a recipe: its ``name``, else its file's stem."""
     return recipe.name or Path(path).stem
+
+
+def parallelism_overrides(args: argparse.Namespace) -> list[str]:
+    """``--threads`` and ``--workers`` as the ``--set`` overrides they stand for (checked by the recipe)."""
+    pairs = (("train.threads", args.threads), ("train.num_workers", args.workers))
+    return [f"{key}={value}" for key, value in pairs if value is not None]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -37,7 +47,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..train.distributed import shutdown
     from ..train.trainer import Trainer
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = load_recipe(args.recipe, [*args.overrides, *parallelism_overrides(args)])
     name = recipe_name(recipe, args.recipe)
     out = Path(recipe.output_dir)
     chosen = RunDir(args.run_dir) if args.run_dir else None

@@ -172,11 +172,19 @@ def build_train_loader(
     num_workers: int = 0,
     on_error: OnError = "raise",
 ) -> TrainLoader:
-    """A loader over the caption batches of ``sampler`` (anything iterable of caption-index lists)."""
+    """A loader over the caption batches of ``sampler`` (anything iterable of caption-index lists);
+    each worker process runs one intra-op thread (:func:`single_threaded_worker`)."""
     return TrainLoader(
         CaptionIndices(dataset.num_captions),
         batch_sampler=sampler,
         collate_fn=TrainCollate(dataset, image_transform, tokenizer, on_error),
         num_workers=num_workers,
+        worker_init_fn=single_threaded_worker if num_workers else None,
         on_error=on_error,
     )
+
+
+def single_threaded_worker(worker_id: int) -> None:
+    """``worker_init_fn`` of the data loaders: one intra-op thread per worker process, so workers never
+    compete with the trainer's threads for cores."""
+    torch.set_num_threads(1)

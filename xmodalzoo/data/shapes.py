@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from PIL import Image
 from pydantic import Field
 
 from ..config import ComponentConfig
+from ..files import atomic_open
 from .base import RetrievalDataset
 from .shapes_captions import caption_texts, sample_caption_specs
 from .shapes_match import SLOTS, PositiveMatcher
@@ -94,15 +94,8 @@ def generate_split(cfg: ShapesConfig, split: str) -> dict[str, np.ndarray]:
 
 
 def _save_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as fh:
+        np.savez(fh, **arrays)
 
 
 def _load(path: Path) -> dict[str, np.ndarray] | None:
@@ -189,11 +182,8 @@ class ShapesDataset(RetrievalDataset):
                 return torch.from_numpy(np.unpackbits(packed, axis=1, count=shape[1]).astype(bool))
         positives = self.matcher.matrix()
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-            with os.fdopen(fd, "wb") as fh:
+            with atomic_open(path, "wb") as fh:
                 np.save(fh, np.packbits(positives.numpy(), axis=1))
-            os.replace(tmp, path)
         return positives
 
     def load_image(self, index: int) -> Image.Image:

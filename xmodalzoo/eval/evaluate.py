@@ -24,6 +24,7 @@ from .config import EvalConfig
 from ..devices import resolve_device
 from .encode import encode_captions, encode_images
 from .protocols import Fold, check_caption_to_image, check_protocols, protocol_folds
+from .reference import REFERENCE_KEY, reference_results
 
 RECALL_KS = (1, 5, 10)
 
@@ -196,6 +197,9 @@ def evaluate_embeddings(
                 "image_index": torch.cat([i for _, i, _ in fold_ranks]),
                 "caption_index": torch.cat([c for _, _, c in fold_ranks]),
             }
+    reference = reference_results(targets, protocols, cfg.pmrp_zetas)
+    if reference is not None:  # exact ground truth: what chance and the oracle reach (eval/reference.py)
+        results[REFERENCE_KEY] = reference
     results["meta"] = {
         "num_images": targets.num_images,
         "num_captions": targets.num_captions,

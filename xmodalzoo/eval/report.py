@@ -13,6 +13,10 @@ from ..files import write_text_atomic
 
 META_KEY = "meta"
 UNCERTAINTY_KEY = "uncertainty"
+#: sections of a results dict that are not protocols (the reference rows, the uncertainty bins)
+NOT_PROTOCOLS = (META_KEY, "reference", "uncertainty")
+#: labels of the reference rows in the table
+REFERENCE_LABELS = {"chance": "chance", "oracle": "oracle"}
 
 
 #: table columns: (header, metric key suffix) — keys are ``{direction}_{suffix}`` or ``{suffix}_{direction}``
@@ -38,13 +42,23 @@ def results_table(results: Mapping[str, Any], title: str | None = None) -> Table
 
     Columns no protocol has are left out; values to one decimal (median ranks whole, mean ranks from
     1,000 up whole), ``-`` where undefined.  Compact (no vertical rules, short labels): every column
-    fits in 80 terminal columns.
+    fits in 80 terminal columns.  Where the results have a ``reference`` section (exact ground truth,
+    :mod:`xmodalzoo.eval.reference`), each protocol is followed by its ``chance`` and ``oracle`` rows;
+    the caption says how many images and captions were evaluated.
     """
-    rows = [(p, v) for p, v in results.items() if p != META_KEY and isinstance(v, Mapping)]
+    reference = results.get("reference") or {}
+    rows = []
+    for p, v in results.items():
+        if p in NOT_PROTOCOLS or not isinstance(v, Mapping):
+            continue
+        rows.append((p, v))
+        rows += [(f"  {label}", reference[name][p]) for name, label in REFERENCE_LABELS.items()
+                 if isinstance(reference.get(name), Mapping) and p in reference[name]]
     present = [(h, s) for h, s in COLUMNS
                if any(_value(v, d, s) is not None for _, v in rows for d, _ in DIRECTIONS)]
     # one space between columns (no cell padding; the box's blank divider): every column fits in 80
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=0)
+    table = Table(title=title, caption=table_caption(results, bool(reference)), box=box.SIMPLE_HEAD,
+                  pad_edge=False, padding=0)
     table.add_column("protocol", style="bold", no_wrap=True)
     table.add_column("dir", no_wrap=True)
     for header, _ in present:
@@ -56,6 +70,17 @@ def results_table(results: Mapping[str, Any], title: str | None = None) -> Table
             table.add_row(protocol if i == 0 else "", label,
                           *(_format(_value(values, d, s), s) for _, s in present), rsum)
     return table
+
+
+def table_caption(results: Mapping[str, Any], with_reference: bool) -> str | None:
+    """``1,000 images, 5,000 captions; chance: random scores, oracle: every true match first (expected)``."""
+    meta = results.get(META_KEY) or {}
+    parts = []
+    if meta.get("num_images") is not None and meta.get("num_captions") is not None:
+        parts.append(f"{meta['num_images']:,} images, {meta['num_captions']:,} captions")
+    if with_reference:
+        parts.append("chance: random scores; oracle: every true match first, ties at random (expected values)")
+    return "; ".join(parts) or None
 
 
 def _format(value: Any, key: str = "") -> str:

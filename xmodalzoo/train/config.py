@@ -1,7 +1,7 @@
 """Training options of a recipe (the ``train:`` section)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
@@ -62,7 +62,16 @@ class TrainConfig(ComponentConfig):
     sync_batchnorm: bool = Field(
         False, description="multi-GPU: BatchNorm statistics over the global batch (SyncBatchNorm; CUDA only). "
                            "Off: statistics per process")
-    num_workers: int = Field(0, ge=0)
+    threads: Union[Literal["auto"], Annotated[int, Field(ge=1)]] = Field(
+        "auto", description="intra-op threads of the trainer; auto = OMP_NUM_THREADS if set, else the cores "
+                            "not busy with other processes nor given to the data workers (docs/training.md)")
+    num_workers: Union[Literal["auto"], Annotated[int, Field(ge=0)]] = Field(
+        "auto", description="data-loader worker processes, single-threaded each; auto = 0 on a CPU with fewer "
+                            "than 4 free cores, else free/4 (at most 4); on CUDA free - 1 (at most 8)")
+    log_every_steps: int | None = Field(
+        None, ge=1, description="without a terminal: a progress line every N optimizer steps (null: by time only)")
+    log_every_seconds: float | None = Field(
+        30.0, gt=0, description="without a terminal: a progress line at least every S seconds (null: by steps only)")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap steps per epoch (quick runs)")
     log_every: int = Field(10, ge=1, description="steps between metric log lines")

@@ -5,11 +5,13 @@ from pathlib import Path
 from typing import Any
 
 from ..files import append_jsonl, truncate_jsonl
+from .progress import utc_now
 
 
 class MetricsLog:
     """The run's ``metrics.jsonl``: one JSON line per logged step (``kind: step``) and per epoch
-    (``kind: epoch``).  Only the main process writes (``enabled``)."""
+    (``kind: epoch``), each stamped with the wall-clock time it was written (``time``: ISO 8601 UTC,
+    ``unix_time``: seconds since the epoch).  Only the main process writes (``enabled``)."""
 
     def __init__(self, path: Path, enabled: bool = True) -> None:
         self.path = Path(path)
@@ -17,7 +19,8 @@ class MetricsLog:
 
     def write(self, record: dict[str, Any]) -> None:
         if self.enabled:
-            append_jsonl(self.path, record)
+            stamp, now = utc_now()
+            append_jsonl(self.path, {**record, "time": stamp, "unix_time": round(now, 3)})
 
     def keep_until(self, epoch: int, step: int) -> None:
         """Drop the lines written after a checkpoint of ``epoch`` epochs and ``step`` steps (a resume

@@ -27,9 +27,11 @@ def resolved_recipe_yaml(recipe: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
 
 
-def environment_info(recipe: Any, argv: Sequence[str], device: Any) -> dict[str, Any]:
+def environment_info(recipe: Any, argv: Sequence[str], device: Any,
+                     parallelism: dict[str, Any] | None = None) -> dict[str, Any]:
     """Versions (xmodalzoo, plugins, key dependencies), hardware, the git commit of the xmodalzoo
-    code, command line, seed and time of a run."""
+    code, command line, seed and time of a run, and the threads and data workers it chose
+    (``parallelism``: :meth:`xmodalzoo.train.threads.Parallelism.as_record`)."""
     import torch
 
     device_name = str(device)
@@ -54,6 +56,7 @@ def environment_info(recipe: Any, argv: Sequence[str], device: Any) -> dict[str,
         "cuda_available": cuda,
         "cuda_version": torch.version.cuda,
         "device": device_name,
+        "parallelism": parallelism,
         "gpu": gpu,
         "git_commit": code_commit(),
         "command": list(argv),
@@ -62,11 +65,13 @@ def environment_info(recipe: Any, argv: Sequence[str], device: Any) -> dict[str,
     }
 
 
-def write_run_record(run_dir: str | os.PathLike[str], recipe: Any, argv: Sequence[str], device: Any) -> None:
+def write_run_record(run_dir: str | os.PathLike[str], recipe: Any, argv: Sequence[str], device: Any,
+                     parallelism: dict[str, Any] | None = None) -> None:
     """Write the resolved recipe and the environment into run directory ``run_dir`` (created if needed)."""
     run = RunDir(run_dir)
     write_text_atomic(run.resolved_recipe, resolved_recipe_yaml(recipe))
-    write_text_atomic(run.environment, json.dumps(environment_info(recipe, argv, device), indent=2) + "\n")
+    info = environment_info(recipe, argv, device, parallelism)
+    write_text_atomic(run.environment, json.dumps(info, indent=2) + "\n")
 
 
 def dependency_versions(names: Sequence[str] = KEY_DEPENDENCIES) -> dict[str, str | None]:

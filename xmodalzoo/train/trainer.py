@@ -28,7 +28,9 @@ from .optim import apply_freeze, build_optimizer, check_patterns, trainable_para
 from .precision import mixed_precision
 from .resume import read_last, write_last
 from .rng import seed_everything
+from .progress import ProgressLines
 from .schedule import build_scheduler
+from .threads import apply_parallelism, choose_parallelism
 
 
 class Trainer:
@@ -51,6 +53,8 @@ class Trainer:
         self.argv = argv if argv is not None else sys.argv
         self.dist = D.init_distributed(self.cfg.device)
         self.device = resolve_device(self.cfg.device, self.dist.local_rank if self.dist.enabled else None)
+        # chosen before any heavy work, so the load average is other processes' load (threads.py)
+        self.parallel = choose_parallelism(self.cfg.threads, self.cfg.num_workers, self.device.type)
         if console is None:
             from rich.console import Console
 
@@ -62,6 +66,7 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
         r, cfg = self.recipe, self.cfg
+        apply_parallelism(self.parallel)
         seed_everything(r.seed)
         self.train_data = REGISTRY.build("dataset", r.data, split="train")
         self.val_data = REGISTRY.build("dataset", r.data, split="val")
@@ -82,7 +87,7 @@ class Trainer:
         check_patterns(names, [g.pattern for g in cfg.param_groups], "train.param_groups")
         check_patterns(names, [f.pattern for f in cfg.freeze], "train.freeze")
         self.optimizer = build_optimizer(self.named, cfg.optimizer, cfg.param_groups)
-        self.sampler, self.loader = training_batches(r, self.train_data, self.method, self.dist)
+        self.sampler, self.loader = training_batches(r, self.train_data, self.method, self.dist, self.parallel.workers)
         batches = len(self.sampler)
         if cfg.max_steps_per_epoch is not None:
             batches = min(batches, cfg.max_steps_per_epoch * cfg.grad_accum)
@@ -187,7 +192,8 @@ class Trainer:
         totals: dict[str, float] = {}
         count, seen, t0 = 0, 0, time.perf_counter()
         window: list[dict[str, float]] = []
-        progress = progress_bar(self.console, self.progress and self.dist.is_main)
+        lines = self.plain_progress()
+        progress = progress_bar(self.console, self.progress and self.dist.is_main and lines is None)
         task = progress.add_task(f"epoch {self.epoch + 1}/{self.cfg.epochs}", total=self.steps_per_epoch, info="")
         self.optimizer.zero_grad(set_to_none=True)
         with progress:
@@ -208,13 +214,27 @@ class Trainer:
                 rate = seen / max(1e-9, time.perf_counter() - t0)
                 lr = self.optimizer.param_groups[-1]["lr"]
                 progress.update(task, advance=1, info=f"loss {step_logs['loss']:.4f}  lr {lr:.2e}  {rate:.0f} samples/s")
+                if lines is not None:
+                    lines.step(count, step_logs["loss"], lr, rate)
                 if self.step % self.cfg.log_every == 0 or count == 1:
                     self.metrics.write({"kind": "step", "epoch": self.epoch + 1, "step": self.step, "lr": lr,
                                         "samples_per_s": rate, **step_logs})
         means = {k: v / max(1, count) for k, v in totals.items()}
         means["samples_per_s"] = seen / max(1e-9, time.perf_counter() - t0)
         means["frozen"] = len(frozen)
+        if lines is not None:
+            lines.end_epoch(means.get("loss", math.nan), means["samples_per_s"])
         return means
+
+    def plain_progress(self) -> ProgressLines | None:
+        """Progress lines for this epoch when the console is not a terminal (else the progress bar)."""
+        if not (self.progress and self.dist.is_main) or self.console.is_terminal:
+            return None
+        lines = ProgressLines(lambda line: self.console.print(line, markup=False, highlight=False, soft_wrap=True),
+                              epochs=self.cfg.epochs, steps_per_epoch=self.steps_per_epoch,
+                              every_steps=self.cfg.log_every_steps, every_seconds=self.cfg.log_every_seconds)
+        lines.start_epoch(self.epoch + 1)
+        return lines
 
     # -------------------------------------------------------------- evaluation
     def validate(self) -> dict[str, Any]:
@@ -283,11 +303,13 @@ class Trainer:
         first checkpoint left drops that run's metrics lines."""
         if not self.dist.is_main:
             return
+        # after set-up: a recipe that fails there shows only its one error line
+        self.console.print(self.parallel.describe(), markup=False, highlight=False, soft_wrap=True)
         from .record import write_run_record
 
         if not self.resume:
             self.metrics.keep_until(0, 0)
-        write_run_record(self.run, self.recipe, self.argv, str(self.device))
+        write_run_record(self.run, self.recipe, self.argv, str(self.device), self.parallel.as_record())
 
     def train_epochs(self) -> None:
         """Train from epoch ``self.epoch`` to the last, checkpointing and validating each."""
