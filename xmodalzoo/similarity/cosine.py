@@ -36,6 +36,14 @@ class Cosine(Similarity):
     def pair_bytes(self, query: Embedding, gallery: Embedding) -> int:
         return 4
 
+    def gemm_operands(self, emb: Embedding, side: str) -> torch.Tensor:
+        """The unit vectors (N, D): the scores are their inner products."""
+        return _unit(emb)
+
+    def gemm_epilogue(self, products: torch.Tensor, n: int, m: int) -> torch.Tensor:
+        """Nothing to do: the products are the cosines."""
+        return products
+
 
 def _unit(emb: Embedding) -> torch.Tensor:
     if isinstance(emb, UnitPointEmbedding):
