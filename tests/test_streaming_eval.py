@@ -68,8 +68,8 @@ def test_recounts_when_the_first_scoring_of_positives_differs(monkeypatch):
     (want, want_ranks), _ = reference(Cosine(), img, cap, c2i, pos, il, cl)
     real = BlockScorer.pairs
 
-    def off_by_a_bit(self, qi, gi, width=16):
-        return torch.nextafter(real(self, qi, gi, width), torch.tensor(math.inf))
+    def off_by_a_bit(self, qi, gi, **kw):
+        return torch.nextafter(real(self, qi, gi, **kw), torch.tensor(math.inf))
 
     monkeypatch.setattr(BlockScorer, "pairs", off_by_a_bit)
     got, ranks = stream_fold_metrics(Cosine(), img, cap, c2i, positives=pos, image_labels=il, caption_labels=cl,
@@ -150,7 +150,7 @@ def test_blocks_stay_within_the_budget_and_never_span_the_matrix():
     budget = 120_000
     stream_fold_metrics(sim, img, cap, c2i, positives=pos, max_bytes=budget)
     plan = plan_stream(60, 300, 4, int(pos.t().sum(1).max()), int(pos.sum(1).max()), budget)
-    blocks = [b for b in seen if b[0] > 16]  # the 16 × 16 blocks that score the positive pairs first
+    blocks = seen[math.ceil(300 / 256) :]  # after the blocks that score the positive pairs first
     assert blocks and set(blocks) == {(plan.rows, plan.cols)} and plan.rows * plan.cols < 60 * 300
     assert plan.block_bytes + plan.cols * int(pos.sum(1).max()) * 80 <= budget
     with pytest.raises(ValueError, match="max_bytes=1000 is smaller than"):

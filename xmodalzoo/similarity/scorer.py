@@ -54,23 +54,29 @@ class BlockScorer:
         b = self.b.view(self.m, self.kg, -1)[gi].reshape(len(gi) * self.kg, -1)
         return self.sim.gemm_epilogue(a @ b.t(), len(qi), len(gi)).float()
 
-    def pairs(self, qi: torch.Tensor, gi: torch.Tensor, width: int = 16) -> torch.Tensor:
+    def pairs(self, qi: torch.Tensor, gi: torch.Tensor, width: int = 256, min_block: int = 16) -> torch.Tensor:
         """(P,) scores of the pairs (query ``qi[p]``, gallery item ``gi[p]``).
 
-        Computed as the diagonals of ``width × width`` blocks (the last one padded by repeating its
-        last pair), so each score comes from the same kind of kernel call as an engine block; on the
-        CPU it then equals the block's score bit for bit (callers that need that check it).
+        Pairs are taken ``width`` at a time; each chunk scores the block of its distinct queries × its
+        distinct gallery items (at least ``min_block`` of each, padded by repetition) and reads its
+        pairs from it.  Each score thus comes from the same kind of kernel call as an engine block (on
+        the CPU it equals the block's score bit for bit; callers that need that check it).  When the
+        pairs share queries (captions grouped by image) a chunk costs far less than ``width²`` pairs.
         """
         p = len(qi)
         out = torch.empty(p, dtype=torch.float32, device=qi.device)
         for s in range(0, p, width):
-            q, g = qi[s : s + width], gi[s : s + width]
-            pad = width - len(q)
-            if pad:
-                q = torch.cat([q, q[-1:].expand(pad)])
-                g = torch.cat([g, g[-1:].expand(pad)])
-            out[s : s + width] = self._gathered(q, g).diagonal()[: width - pad]
+            uq, iq = torch.unique(qi[s : s + width], return_inverse=True)
+            ug, ig = torch.unique(gi[s : s + width], return_inverse=True)
+            uq, ug = _padded(uq, min(min_block, self.n)), _padded(ug, min(min_block, self.m))
+            out[s : s + width] = self._gathered(uq, ug)[iq, ig]
         return out
+
+
+def _padded(index: torch.Tensor, size: int) -> torch.Tensor:
+    """``index`` repeated (its last entry) up to ``size`` entries."""
+    pad = size - len(index)
+    return torch.cat([index, index[-1:].expand(pad)]) if pad > 0 else index
 
 
 def prepare_scorer(
