@@ -36,7 +36,7 @@ from .summary import summarise_fold
 
 #: largest working memory of one block (scores plus masks), so that its metrics are taken while it is
 #: still in the CPU's cache; the evaluation budget ``max_bytes`` lowers it further
-HOT_BLOCK_BYTES = 8 << 20
+HOT_BLOCK_BYTES = 32 << 20
 #: gallery columns per block, when the budget allows
 BLOCK_COLS = 4096
 #: below every sort key (:func:`~xmodalzoo.similarity.engine.sort_keys`): fills the running top k

@@ -65,11 +65,17 @@ class BlockScorer:
         """
         p = len(qi)
         out = torch.empty(p, dtype=torch.float32, device=qi.device)
-        for s in range(0, p, width):
-            uq, iq = torch.unique(qi[s : s + width], return_inverse=True)
-            ug, ig = torch.unique(gi[s : s + width], return_inverse=True)
-            uq, ug = _padded(uq, min(min_block, self.n)), _padded(ug, min(min_block, self.m))
-            out[s : s + width] = self._gathered(uq, ug)[iq, ig]
+        threads = torch.get_num_threads()
+        if qi.device.type == "cpu":  # small blocks: a thread team's fork/join costs more than it saves
+            torch.set_num_threads(1)
+        try:
+            for s in range(0, p, width):
+                uq, iq = torch.unique(qi[s : s + width], return_inverse=True)
+                ug, ig = torch.unique(gi[s : s + width], return_inverse=True)
+                uq, ug = _padded(uq, min(min_block, self.n)), _padded(ug, min(min_block, self.m))
+                out[s : s + width] = self._gathered(uq, ug)[iq, ig]
+        finally:
+            torch.set_num_threads(threads)
         return out
 
 
