@@ -166,6 +166,16 @@ def _label_counts(
     return out
 
 
+def _row_counts(mask: torch.Tensor, max_bytes: int) -> torch.Tensor:
+    """(rows,) number of True entries per row of a bool matrix, in row chunks (a whole-matrix sum
+    would first cast every entry to a wider integer type)."""
+    rows = max(1, max_bytes // max(1, mask.shape[1] * 8))
+    out = torch.empty(mask.shape[0], dtype=torch.long, device=mask.device)
+    for r in range(0, mask.shape[0], rows):
+        out[r : r + rows] = mask[r : r + rows].view(torch.uint8).sum(1, dtype=torch.int32)
+    return out
+
+
 def _top_distances(q_lab: torch.Tensor, g_lab: torch.Tensor, top: torch.Tensor, max_bytes: int) -> torch.Tensor:
     """(queries, k) Hamming distance between each query's labels and those of its top-k items."""
     n, k = top.shape
@@ -262,7 +272,7 @@ def _stream(
             continue
         counts: dict[str, torch.Tensor] = {}
         if p is not None:
-            counts["pos"] = p.sum(1)
+            counts["pos"] = _row_counts(p, max_bytes)
         if labelled:
             within = _label_counts(q_lab, g_lab, zetas, max_bytes)  # type: ignore[arg-type]
             counts.update({f"z{z}": within[:, i] for i, z in enumerate(zetas)})
