@@ -1,9 +1,11 @@
-"""The evaluation loop: encode once, score each protocol fold with the engine, rank, summarise.
+"""The evaluation loop: encode once, then for each protocol fold stream the score blocks through
+:func:`~xmodalzoo.eval.streaming.stream_fold_metrics` (every metric taken per block; the fold's score
+matrix is never held).  :func:`fold_metrics` computes the same metrics from a given score matrix.
 
 Results are a JSON-serialisable dict ``{protocol: {metric: value}, "meta": {...}}``; recalls,
 R-Precision, mAP@R and PMRP are percentages, ranks are 1-based (ties: the lower gallery index ranks
-first, see :mod:`xmodalzoo.eval.metrics`).  The score matrix is computed once per fold as
-``similarity(images, captions)`` and read row-wise for i2t and column-wise for t2i.
+first, see :mod:`xmodalzoo.eval.metrics`).  Scores are ``similarity(images, captions)``, read
+row-wise for i2t and column-wise for t2i.
 """
 from __future__ import annotations
 
@@ -18,15 +20,14 @@ from torch import nn
 from ..data.base import RetrievalDataset
 from ..embeddings import Embedding
 from ..similarity.base import Similarity
-from ..similarity.engine import similarity_matrix
 from . import metrics as M
 from .config import EvalConfig
 from ..devices import resolve_device
 from .encode import encode_captions, encode_images
+from .streaming import stream_fold_metrics
+from .summary import RECALL_KS, summarise_fold
 from .protocols import Fold, check_caption_to_image, check_protocols, protocol_folds
 from .reference import REFERENCE_KEY, reference_results
-
-RECALL_KS = (1, 5, 10)
 
 
 @dataclass
@@ -110,33 +111,20 @@ def fold_metrics(
     c2i = torch.as_tensor(targets.caption_to_image, device=device)
     own = torch.arange(n_img, device=device)[:, None] == c2i[None, :]
     ranks = {"i2t": M.first_positive_ranks(scores, own), "t2i": M.single_positive_ranks(scores.t(), c2i)}
-    out: dict[str, float] = {}
-    for direction in ("i2t", "t2i"):
-        for key, value in M.recall_summary(ranks[direction], RECALL_KS).items():
-            out[f"{direction}_{key}"] = value
-    out["rsum"] = sum(out[f"{d}_r{k}"] for d in ("i2t", "t2i") for k in RECALL_KS)
-    # per-direction mean recall, as VSE∞'s evaluation reports it: ar (i2t) and ari (t2i)
-    out["ar"] = float(np.mean([out[f"i2t_r{k}"] for k in RECALL_KS]))
-    out["ari"] = float(np.mean([out[f"t2i_r{k}"] for k in RECALL_KS]))
     pos = None if targets.positives is None else targets.positives.to(device).bool()
     labelled = targets.image_labels is not None and targets.caption_labels is not None and len(zetas) > 0
     img_lab, cap_lab = targets.image_labels, targets.caption_labels
+    per_query: dict[str, dict[str, torch.Tensor]] = {}
     for direction, s, p, q_lab, g_lab in (
         ("i2t", scores, None if pos is None else pos.t(), img_lab, cap_lab),
         ("t2i", scores.t(), pos, cap_lab, img_lab),
     ):
         if p is None and not labelled:
             continue
-        per_query = M.ranked_precision(
+        per_query[direction] = M.ranked_precision(
             s, positives=p, query_labels=q_lab, gallery_labels=g_lab, zetas=zetas if labelled else ()
         )
-        if p is not None:
-            out[f"r_precision_{direction}"] = M.nan_mean_percent(per_query["r_precision"])
-            out[f"map_at_r_{direction}"] = M.nan_mean_percent(per_query["map_at_r"])
-        if labelled:
-            per_zeta = {z: M.nan_mean_percent(per_query[f"pmrp_z{z}"]) for z in zetas}
-            out[f"pmrp_{direction}"] = float(np.mean(list(per_zeta.values())))
-            out.update({f"pmrp_{direction}_z{z}": v for z, v in per_zeta.items()})
+    out = summarise_fold(ranks, per_query, list(zetas) if labelled else [])
     return out, {k: v.cpu() for k, v in ranks.items()}
 
 
@@ -181,12 +169,12 @@ def evaluate_embeddings(
         for fold in folds:
             img = torch.as_tensor(fold.image_index)
             cap = torch.as_tensor(fold.caption_index)
-            scores = similarity_matrix(
-                sim, image_emb[img], caption_emb[cap], max_bytes=cfg.max_bytes, device=device,
-                out_device=device, seed=cfg.seed,
+            sub = targets.subset(fold)
+            values, ranks = stream_fold_metrics(
+                sim, image_emb[img], caption_emb[cap], sub.caption_to_image, positives=sub.positives,
+                image_labels=sub.image_labels, caption_labels=sub.caption_labels, zetas=cfg.pmrp_zetas,
+                max_bytes=cfg.max_bytes, device=device, seed=cfg.seed,
             )
-            values, ranks = fold_metrics(scores, targets.subset(fold), cfg.pmrp_zetas)
-            del scores
             per_fold.append(values)
             fold_ranks.append((ranks, img, cap))
         results[protocol] = _mean_over_folds(per_fold)

@@ -38,11 +38,15 @@ class Similarity(nn.Module):
     """Base class for similarities.
 
     Subclasses implement :meth:`forward`.  A similarity may own learnable parameters (they are part
-    of the model and saved with it).  Two optional hooks serve the chunked engine:
+    of the model and saved with it).  Optional hooks serve the chunked engine:
 
     * :meth:`prepare` runs once on a whole query or gallery set before chunking (normalising,
       drawing seeded samples, ...), so a chunked result equals the unchunked one;
-    * :meth:`pair_bytes` estimates the working memory one (query, gallery) pair needs.
+    * :meth:`pair_bytes` estimates the working memory one (query, gallery) pair needs;
+    * :meth:`gemm_operands` and :meth:`gemm_epilogue` declare the similarity as one dense matrix
+      product plus a cheap elementwise/reduction epilogue: the engine then builds the operand
+      matrices once per set and scores each block as ``epilogue(A[rows] @ B[cols].T)``.  Without
+      them (the default) the engine calls :meth:`forward` on each block.
 
     One optional hook serves search indexes (:mod:`xmodalzoo.search`): :meth:`search_vectors` gives
     the vectors whose inner products retrieve candidates, which the index then re-ranks with
@@ -67,6 +71,24 @@ class Similarity(nn.Module):
         """Candidate vectors (N, E, D) of a set of embeddings as ``role``, or None (the default) when
         this similarity has none: an index then scores every gallery item with :meth:`forward`."""
         return None
+
+    def gemm_operands(self, emb: Embedding, side: str) -> torch.Tensor | None:
+        """Operand rows (len(emb) · K, D') of the similarity's GEMM form, or None when it has none.
+
+        ``side`` is ``"query"`` or ``"gallery"`` (the two operands may differ, e.g. augmented
+        vectors).  ``emb`` is a prepared set (see :meth:`prepare`); K rows per item (1 for points, the
+        set size for sets, the samples for sampled embeddings), in item order.  Must be implemented
+        together with :meth:`gemm_epilogue`; called at inference only (no gradients).
+        """
+        return None
+
+    def gemm_epilogue(self, products: torch.Tensor, n: int, m: int) -> torch.Tensor:
+        """(n, m) scores from the (n · K, m · K') products ``A[rows] @ B[cols].T`` of a block.
+
+        May modify ``products`` in place (the engine owns it).  Only called when
+        :meth:`gemm_operands` returned operands for both sides.
+        """
+        raise NotImplementedError(f"{type(self).__name__} declares gemm_operands but no gemm_epilogue")
 
     def check(self, query: Embedding, gallery: Embedding) -> None:
         """Raise a clear error when given an embedding type this similarity cannot read."""

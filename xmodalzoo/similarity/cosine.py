@@ -41,6 +41,14 @@ class Cosine(Similarity):
         self.check(emb, emb)
         return SearchVectors(_unit(emb).float()[:, None, :], exact=True)
 
+    def gemm_operands(self, emb: Embedding, side: str) -> torch.Tensor:
+        """The unit vectors (N, D): the scores are their inner products."""
+        return _unit(emb)
+
+    def gemm_epilogue(self, products: torch.Tensor, n: int, m: int) -> torch.Tensor:
+        """Nothing to do: the products are the cosines."""
+        return products
+
 
 def _unit(emb: Embedding) -> torch.Tensor:
     if isinstance(emb, UnitPointEmbedding):

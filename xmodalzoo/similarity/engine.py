@@ -11,14 +11,12 @@ from typing import Iterator
 
 import torch
 
+from ..devices import resolve_device
 from ..embeddings import Embedding
 from .base import Similarity
+from .scorer import prepare_scorer
 
 DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB of working memory per block
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 #: blocks are at least this many rows and columns (unless the matrix is smaller): tiny blocks make
@@ -77,18 +75,6 @@ def plan_chunks(n: int, m: int, pair_bytes: int, max_bytes: int, min_block: int 
     return ChunkPlan(rows=min_rows, cols=min(m, pairs // min_rows), pair_bytes=pair_bytes)
 
 
-def _prepared(
-    sim: Similarity, query: Embedding, gallery: Embedding, device: torch.device, seed: int
-) -> tuple[Embedding, Embedding]:
-    sim.check(query, gallery)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed)
-    q = sim.prepare(query.to(device), generator=gen)
-    gen.manual_seed(seed + 1)
-    g = sim.prepare(gallery.to(device), generator=gen)
-    return q, g
-
-
 @torch.no_grad()
 def similarity_matrix(
     sim: Similarity,
@@ -106,17 +92,17 @@ def similarity_matrix(
     use :func:`topk` to avoid holding it).  Sampling similarities are seeded with ``seed``, so the
     result is deterministic and independent of the block sizes.
     """
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     out_device = torch.device(out_device) if out_device is not None else device
     was_training = sim.training
     sim.eval()
     try:
-        q, g = _prepared(sim, query, gallery, device, seed)
-        n, m = len(q), len(g)
-        plan = plan_chunks(n, m, sim.pair_bytes(q, g), max_bytes)
+        scorer = prepare_scorer(sim, query, gallery, device, seed)
+        n, m = scorer.n, scorer.m
+        plan = plan_chunks(n, m, sim.pair_bytes(scorer.query, scorer.gallery), max_bytes)
         out = torch.empty(n, m, dtype=torch.float32, device=out_device)
         for rows, cols in plan.blocks(n, m):
-            out[rows, cols] = sim(q[rows], g[cols]).float().to(out_device)
+            out[rows, cols] = scorer.block(rows, cols).to(out_device)
         return out
     finally:
         sim.train(was_training)
@@ -233,12 +219,12 @@ def topk(
     on 2k columns (``torch.topk`` on unique sort keys, see :func:`sort_keys`).  ``max_bytes`` bounds
     the working memory of that (see :func:`plan_topk`), not the (N, k) result nor the prepared sets.
     """
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     was_training = sim.training
     sim.eval()
     try:
-        q, g = _prepared(sim, query, gallery, device, seed)
-        n, m = len(q), len(g)
+        scorer = prepare_scorer(sim, query, gallery, device, seed)
+        n, m = scorer.n, scorer.m
         k = max(0, min(int(k), m))
         best_s = torch.empty(n, k, device=device)
         best_i = torch.empty(n, k, dtype=torch.long, device=device)
@@ -246,13 +232,13 @@ def topk(
             return best_s, best_i
         if m > _LOW_MAX:
             raise ValueError(f"topk supports galleries of up to {_LOW_MAX} items, got {m}")
-        plan = plan_topk(n, m, k, sim.pair_bytes(q, g), max_bytes)
+        plan = plan_topk(n, m, k, sim.pair_bytes(scorer.query, scorer.gallery), max_bytes)
         for r, _ in plan.spans(n, plan.rows):
             rows = slice(r, r + plan.rows)
             run_key: torch.Tensor | None = None
             run_s: torch.Tensor | None = None
             for c, c_new in plan.spans(m, plan.cols):
-                block = sim(q[rows], g[c : c + plan.cols]).float()[:, c_new - c :]  # skip overlapped columns
+                block = scorer.block(rows, slice(c, c + plan.cols))[:, c_new - c :]  # skip overlapped columns
                 blk_key, blk_s = block_topk(block, k, c_new)
                 del block
                 if run_key is None:

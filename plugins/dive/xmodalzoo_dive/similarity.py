@@ -51,6 +51,23 @@ class SetSimilarity(Similarity):
     #: full-size (K × K') buffers alive at once in the no-grad forward (the cosines + one temporary)
     pair_buffers = 2
 
+    def from_cosines(self, cos: torch.Tensor) -> torch.Tensor:
+        """(n, m) scores from the (n, K, m, K') element cosines, which it may modify in place
+        (no gradients); a subclass that implements it gets the engine's GEMM form."""
+        raise NotImplementedError
+
+    def gemm_operands(self, emb: Embedding, side: str) -> torch.Tensor | None:
+        """The unit set elements (N·K, D), when :meth:`from_cosines` is implemented; else None."""
+        if type(self).from_cosines is SetSimilarity.from_cosines:
+            return None
+        self.check(emb, emb)
+        x = set_vectors(emb)
+        return x.reshape(-1, x.shape[-1])
+
+    def gemm_epilogue(self, products: torch.Tensor, n: int, m: int) -> torch.Tensor:
+        """The (n·K, m·K') cosines reshaped to (n, K, m, K'), then :meth:`from_cosines`."""
+        return self.from_cosines(products.view(n, products.shape[0] // n, m, products.shape[1] // m))
+
     def pair_bytes(self, query: Embedding, gallery: Embedding) -> int:
         """``pair_buffers`` K × K' buffers plus the per-element partial reductions and the output."""
         k, kg = set_size(query), set_size(gallery)
@@ -62,6 +79,19 @@ class SetSimilarity(Similarity):
         query element, re-ranked with the set similarity (approximate: its score is not a maximum)."""
         self.check(emb, emb)
         return SearchVectors(set_vectors(emb).float(), exact=False)
+
+
+def two_way_logsumexp_shifted(logits: torch.Tensor, scale: float, top: float) -> torch.Tensor:
+    """:func:`two_way_logsumexp` for logits known to be at most ``top`` (up to rounding), in place.
+
+    Both log-sum-exps share one exponential: with e = exp(ℓ − top) ≤ ~1 (no overflow),
+    log Σ_y exp(ℓ) = top + log Σ_y e over either axis.  Overwrites ``logits``.
+    """
+    k, kg = logits.shape[1], logits.shape[3]
+    e = logits.sub_(top).exp_()
+    rows = e.sum(3).log_().sum(1).add_(top * k)  # Σ_x log Σ_y exp(ℓ)
+    cols = e.sum(1).log_().sum(2).add_(top * kg)  # Σ_y log Σ_x exp(ℓ)
+    return rows.div_(scale * k).add_(cols.div_(scale * kg)).div_(2)
 
 
 def two_way_logsumexp(logits: torch.Tensor, scale: float) -> torch.Tensor:
@@ -97,8 +127,18 @@ class SmoothChamfer(SetSimilarity):
         """α·c(x, y) from the cosines (in place when no gradient is needed)."""
         return cos * self.alpha if torch.is_grad_enabled() else cos.mul_(self.alpha)
 
+    def max_logit(self) -> float:
+        """The largest logit (at cosine 1): the shift of the epilogue's shared exponential."""
+        return self.alpha
+
     def forward(self, query: Embedding, gallery: Embedding) -> torch.Tensor:
+        if not torch.is_grad_enabled():  # inference: the engine's epilogue, so direct calls and blocks agree
+            return self.from_cosines(self.cosines(query, gallery))
         return two_way_logsumexp(self.logits(self.cosines(query, gallery)), self.alpha)
+
+    def from_cosines(self, cos: torch.Tensor) -> torch.Tensor:
+        """The engine's epilogue: logits in place, then both log-sum-exps from one exponential."""
+        return two_way_logsumexp_shifted(self.logits(cos), self.alpha, self.max_logit())
 
 
 def build_smooth_chamfer(cfg: SmoothChamferConfig, **_: object) -> SmoothChamfer:
@@ -125,6 +165,10 @@ class EuclideanSmoothChamfer(SmoothChamfer):
             return -self.alpha * safe_sqrt((2 - 2 * cos).clamp(min=0))
         return cos.mul_(-2.0).add_(2.0).clamp_(min=0).sqrt_().mul_(-self.alpha)
 
+    def max_logit(self) -> float:
+        """−α·distance is at most 0 (distance 0)."""
+        return 0.0
+
 
 def build_smooth_chamfer_euclidean(cfg: EuclideanSmoothChamferConfig, **_: object) -> EuclideanSmoothChamfer:
     """Smooth-Chamfer on negative Euclidean distances of unit elements (DivE's variant)."""
@@ -146,6 +190,10 @@ class Chamfer(SetSimilarity):
 
     def forward(self, query: Embedding, gallery: Embedding) -> torch.Tensor:
         cos = self.cosines(query, gallery)
+        return self.from_cosines(cos)
+
+    def from_cosines(self, cos: torch.Tensor) -> torch.Tensor:
+        """½ (mean_x max_y c + mean_y max_x c) from the (n, K, m, K') cosines."""
         return (cos.amax(dim=3).mean(1) + cos.amax(dim=1).mean(2)) / 2
 
 

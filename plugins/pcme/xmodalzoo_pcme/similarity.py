@@ -203,11 +203,29 @@ class MatchProb(Similarity):
         sigmoid(2·(−a·d + b)) is computed as sigmoid(−2a·d + 2b): scaling by 2 is exact in floating
         point, so the numbers equal the autograd path's.
         """
-        n, j, d = q.samples.shape
-        m, j2, _ = g.samples.shape
-        buf = torch.mm(q.samples.reshape(n * j, d), g.samples.reshape(m * j2, d).t())
-        buf.mul_(-2.0).add_(q.sq_norms.reshape(n * j, 1)).add_(g.sq_norms.reshape(1, m * j2))
-        buf.clamp_(min=0).add_(DISTANCE_EPS).sqrt_().mul_(-2.0 * self.scale).add_(2.0 * self.shift).sigmoid_()
+        buf = self.gemm_operands(q, "query") @ self.gemm_operands(g, "gallery").t()
+        return self.gemm_epilogue(buf, len(q), len(g))
+
+    def gemm_operands(self, emb: Embedding, side: str) -> torch.Tensor | None:
+        """Augmented samples whose inner products are the squared sample distances (N·J, D + 2).
+
+        Query rows [z, ‖z‖², 1], gallery rows [−2z', 1, ‖z'‖²]: their product is
+        ‖z‖² + ‖z'‖² − 2 z·z' = ‖z − z'‖².  None for unprepared embeddings (no samples yet).
+        """
+        if not isinstance(emb, GaussianSamples):
+            return None
+        z = emb.samples.reshape(-1, emb.samples.shape[-1])
+        sq, one = emb.sq_norms.reshape(-1, 1).to(z.dtype), z.new_ones(z.shape[0], 1)
+        return torch.cat([z, sq, one] if side == "query" else [-2.0 * z, one, sq], dim=1)
+
+    def gemm_epilogue(self, products: torch.Tensor, n: int, m: int) -> torch.Tensor:
+        """Squared distances (n·J, m·J') -> mean over the J × J' pairs of sigmoid(2·(−a·sqrt(d² + 1e-6) + b)).
+
+        In place; sigmoid(2·(−a·d + b)) is computed as sigmoid(−2a·d + 2b) (scaling by 2 is exact).
+        """
+        j, j2 = products.shape[0] // n, products.shape[1] // m
+        buf = products.clamp_(min=0).add_(DISTANCE_EPS).sqrt_()
+        buf.mul_(-2.0 * self.scale).add_(2.0 * self.shift).sigmoid_()
         return ordered_sum(ordered_sum(buf.view(n * j, m, j2), -1).view(n, j, m), 1).div_(j * j2)
 
     def pair_bytes(self, query: Embedding, gallery: Embedding) -> int:
@@ -277,12 +295,25 @@ class ClosedFormSampledDistance(Similarity):
         self.check(query, gallery)
         if torch.is_grad_enabled():
             return self.logit(closed_form_sampled_distance(query, gallery))  # type: ignore[arg-type]
-        # inference: one (N, M) buffer, modified in place
-        q_bias = query.mean.pow(2).sum(-1) + query.logvar.exp().sum(-1)  # type: ignore[attr-defined]
-        g_bias = gallery.mean.pow(2).sum(-1) + gallery.logvar.exp().sum(-1)  # type: ignore[attr-defined]
-        buf = torch.mm(query.mean, gallery.mean.t())  # type: ignore[attr-defined]
-        buf.mul_(-2.0).add_(q_bias[:, None]).add_(g_bias[None, :])
-        return buf.mul_(-self.scale).add_(self.shift)
+        # inference: the engine's GEMM form (one matmul over augmented vectors, one fused epilogue)
+        buf = self.gemm_operands(query, "query") @ self.gemm_operands(gallery, "gallery").t()
+        return self.gemm_epilogue(buf, len(query), len(gallery))
+
+    def gemm_operands(self, emb: Embedding, side: str) -> torch.Tensor:
+        """Augmented vectors (N, D + 2) whose inner products are −CSD.
+
+        With β = ‖μ‖² + Σσ²: query rows [μ, β, 1], gallery rows [2μ', −1, −β'], so
+        q·g = 2μ·μ' − β − β' = −(‖μ − μ'‖² + Σσ² + Σσ'²) = −CSD.
+        """
+        self.check(emb, emb)
+        mu = emb.mean  # type: ignore[attr-defined]
+        beta = (mu.pow(2).sum(-1) + emb.logvar.exp().sum(-1))[:, None]  # type: ignore[attr-defined]
+        one = mu.new_ones(mu.shape[0], 1)
+        return torch.cat([mu, beta, one] if side == "query" else [2.0 * mu, -one, -beta], dim=1)
+
+    def gemm_epilogue(self, products: torch.Tensor, n: int, m: int) -> torch.Tensor:
+        """The logit −a·CSD + b = a·(q·g) + b, in place."""
+        return products.mul_(self.scale).add_(self.shift)
 
     def pair_bytes(self, query: Embedding, gallery: Embedding) -> int:
         return 8  # the float32 block, plus its copy into the output matrix

@@ -33,6 +33,17 @@ class MILMax(Similarity):
         cos = (q.reshape(n * k, d) @ g.reshape(m * kg, d).t()).view(n, k, m, kg)
         return cos.amax(dim=(1, 3))
 
+    def gemm_operands(self, emb: Embedding, side: str) -> torch.Tensor:
+        """The unit elements (N·K, D): one (n·K) × (m·K') GEMM gives every element cosine of a block."""
+        self.check(emb, emb)
+        x = F.normalize(emb.vectors, dim=-1)  # type: ignore[attr-defined]
+        return x.reshape(-1, x.shape[-1])
+
+    def gemm_epilogue(self, products: torch.Tensor, n: int, m: int) -> torch.Tensor:
+        """Max over the K × K' cosines of each pair: (n·K, m·K') viewed as (n, K, m, K')."""
+        k, kg = products.shape[0] // n, products.shape[1] // m
+        return products.view(n, k, m, kg).amax(dim=3).amax(dim=1)
+
     def pair_bytes(self, query: Embedding, gallery: Embedding) -> int:
         """K × K' cosines per pair."""
         k = query.vectors.shape[1]  # type: ignore[attr-defined]

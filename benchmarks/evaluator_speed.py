@@ -1,0 +1,181 @@
+"""Evaluator speed: every metric of a fold vs. the bare GEMM its similarity needs vs. the official loop.
+
+For each similarity case (the cases of ``benchmarks/similarity_engine.py``: cosine, and the plugins'
+``similarity_cases_*.py``) and each size N images × M captions (5 captions per image, D = 1024,
+random unit vectors; the caption's own image is its positive, plus the exhaustive positives mask, so
+R-Precision and mAP@R are computed too) this prints, in one run:
+
+* ``gemm s``: the bare dense matmul of the similarity's GEMM form (cosine N×D @ D×M; ``mil_max`` and
+  ``smooth_chamfer`` (N·K)×D @ D×(M·K); ``csd`` the (D+2)-wide augmented GEMM; ``match_prob`` the
+  (N·J)×(M·J) distance GEMM), written in row blocks into one reused output buffer;
+* ``eval s``: :func:`~xmodalzoo.eval.streaming.stream_fold_metrics`, every metric of the fold (R@1/5/10,
+  medr, meanr both ways, R-Precision and mAP@R both ways), and ``ratio`` = eval / gemm;
+* ``loop s``: the official-style evaluation (per query: its scores against the whole gallery, then an
+  argsort; i2t over the N images and t2i over the M captions), timed on ``--loop-queries`` queries per
+  direction and extrapolated, and ``loop/eval``;
+* ``peak MiB``: peak resident memory of a fresh process that builds the embeddings and runs the
+  evaluator once, next to the inputs' size and what the full N × M float32 score matrix would take.
+
+Times are the minimum of ``--repeats`` interleaved rounds (gemm, eval, loop, gemm, ...) on
+``--threads`` threads.
+
+    python benchmarks/evaluator_speed.py                                  # the full table
+    python benchmarks/evaluator_speed.py --cases cosine --sizes 1000x5000 --repeats 1   # quick check
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_PLAN = {  # case -> sizes of the full table
+    "cosine": ["1000x5000", "5000x25000", "10000x50000"],
+    "csd": ["1000x5000", "5000x25000"],
+    "mil_max_k4": ["1000x5000"],
+    "smooth_chamfer_k4": ["1000x5000"],
+    "match_prob": ["1000x5000"],
+}
+
+
+def engine_bench() -> Any:
+    """benchmarks/similarity_engine.py as a module (its cases and their official loops)."""
+    spec = importlib.util.spec_from_file_location("similarity_engine", HERE / "similarity_engine.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fold_targets(n: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """caption → image (captions grouped by image, m // n per image) and the (M, N) positives mask."""
+    c2i = torch.arange(m) * n // m
+    return c2i, torch.arange(n)[None, :] == c2i[:, None]
+
+
+def bare_gemm(scorer: Any, out_bytes: int = 256 << 20) -> float:
+    """Seconds of ``A @ B.T`` for the scorer's GEMM operands, in row blocks into one output buffer."""
+    a, b = scorer.a, scorer.b
+    rows = max(1, min(a.shape[0], out_bytes // (b.shape[0] * 4)))
+    buf = torch.empty(rows, b.shape[0], dtype=a.dtype)
+    start = time.perf_counter()
+    for r in range(0, a.shape[0], rows):
+        part = a[r : r + rows]
+        torch.mm(part, b.t(), out=buf[: len(part)])
+    return time.perf_counter() - start
+
+
+def measure(case: str, n: int, m: int, args: argparse.Namespace) -> dict[str, float]:
+    """One (case, size): min-of-repeats gemm, evaluator and loop seconds (in this process)."""
+    from xmodalzoo.eval.streaming import stream_fold_metrics
+    from xmodalzoo.similarity.scorer import prepare_scorer
+
+    bench = engine_bench()
+    spec = bench.load_cases([case])[0][case]
+    sim, img, cap = spec["build"](n, m, args.dim, torch.device("cpu"))
+    sim.eval()
+    c2i, positives = fold_targets(n, m)
+    with torch.no_grad():
+        scorer = prepare_scorer(sim, img, cap, torch.device("cpu"), 0)
+        stream_fold_metrics(sim, img[:64], cap[: 64 * m // n], c2i[: 64 * m // n], device="cpu")  # warm-up
+        spec["loop"](sim, img, cap, 2)
+        best = {"gemm": float("inf"), "eval": float("inf"), "loop_i2t": float("inf"), "loop_t2i": float("inf")}
+        q = min(args.loop_queries, n)
+        for _ in range(args.repeats):
+            if scorer.uses_gemm:
+                best["gemm"] = min(best["gemm"], bare_gemm(scorer))
+            start = time.perf_counter()
+            stream_fold_metrics(sim, img, cap, c2i, positives=positives, device="cpu", max_bytes=args.max_bytes)
+            best["eval"] = min(best["eval"], time.perf_counter() - start)
+            start = time.perf_counter()
+            spec["loop"](sim, img, cap, q)  # i2t: each image against every caption
+            best["loop_i2t"] = min(best["loop_i2t"], (time.perf_counter() - start) * n / q)
+            start = time.perf_counter()
+            spec["loop"](sim, cap, img, q)  # t2i: each caption against every image
+            best["loop_t2i"] = min(best["loop_t2i"], (time.perf_counter() - start) * m / q)
+    return best
+
+
+def peak_memory(case: str, n: int, m: int, args: argparse.Namespace) -> dict[str, float]:
+    """Peak RSS of this process after building the embeddings and running the evaluator once."""
+    from xmodalzoo.eval.streaming import stream_fold_metrics
+
+    bench = engine_bench()
+    sim, img, cap = bench.load_cases([case])[0][case]["build"](n, m, args.dim, torch.device("cpu"))
+    c2i, positives = fold_targets(n, m)
+    inputs = sum(t.numel() * t.element_size() for e in (img, cap) for t in e.tensors().values())
+    inputs += positives.numel()
+    built = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    stream_fold_metrics(sim.eval(), img, cap, c2i, positives=positives, device="cpu", max_bytes=args.max_bytes)
+    return {"peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "built_bytes": built,
+            "input_bytes": inputs}
+
+
+def worker(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    n, m = parse_size(args.worker_size)
+    fn = measure if args.worker == "time" else peak_memory
+    print(json.dumps(fn(args.worker_case, n, m, args)))
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        n, m = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"error: size {text!r} is not NxM (e.g. 1000x5000)") from None
+    return n, m
+
+
+def run_worker(mode: str, case: str, size: str, args: argparse.Namespace) -> dict[str, float]:
+    cmd = [sys.executable, __file__, "--worker", mode, "--worker-case", case, "--worker-size", size,
+           "--threads", str(args.threads), "--repeats", str(args.repeats), "--dim", str(args.dim),
+           "--loop-queries", str(args.loop_queries), "--max-bytes", str(args.max_bytes)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", nargs="*", help=f"cases to run (default: {', '.join(DEFAULT_PLAN)})")
+    ap.add_argument("--sizes", nargs="*", help="NxM sizes for every case (default: each case's sizes of the table)")
+    ap.add_argument("--dim", type=int, default=1024)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the minimum is reported")
+    ap.add_argument("--loop-queries", type=int, default=50, help="queries per direction the loop is timed on")
+    ap.add_argument("--max-bytes", type=int, default=1 << 30, help="the evaluator's working-memory budget")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
+    ap.add_argument("--worker", choices=["time", "memory"], help=argparse.SUPPRESS)
+    ap.add_argument("--worker-case", help=argparse.SUPPRESS)
+    ap.add_argument("--worker-size", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    cases = args.cases or list(DEFAULT_PLAN)
+    print(f"threads {args.threads}, D = {args.dim}, min of {args.repeats} interleaved rounds, "
+          f"loop timed on {args.loop_queries} queries per direction; load average {Path('/proc/loadavg').read_text().split()[:3]}",
+          flush=True)
+    print(f"{'case':<18}{'N x M':>13}{'gemm s':>9}{'eval s':>9}{'ratio':>7}{'loop s':>10}{'loop/eval':>10}"
+          f"{'peak MiB':>10}{'inputs MiB':>11}{'N×M f32 MiB':>12}", flush=True)
+    for case in cases:
+        for size in args.sizes or DEFAULT_PLAN.get(case, ["1000x5000"]):
+            n, m = parse_size(size)
+            t = run_worker("time", case, size, args)
+            mem = {} if args.no_memory else run_worker("memory", case, size, args)
+            loop = t["loop_i2t"] + t["loop_t2i"]
+            ratio = t["eval"] / t["gemm"] if t["gemm"] != float("inf") else float("nan")
+            peak = f"{mem['peak_bytes'] / 2**20:>10.0f}{mem['input_bytes'] / 2**20:>11.0f}" if mem else f"{'-':>10}{'-':>11}"
+            print(f"{case:<18}{size:>13}{t['gemm']:>9.2f}{t['eval']:>9.2f}{ratio:>7.2f}{loop:>10.1f}"
+                  f"{loop / t['eval']:>10.1f}{peak}{n * m * 4 / 2**20:>12.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""The streaming evaluator: identical metrics to the score-matrix evaluator, and to brute-force loops."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from xmodalzoo.embeddings import PointEmbedding
+from xmodalzoo.eval import EvalConfig, RetrievalTargets, evaluate_embeddings, fold_metrics
+from xmodalzoo.eval.protocols import protocol_folds
+from xmodalzoo.eval.streaming import plan_stream, stream_fold_metrics
+from xmodalzoo.similarity import Cosine, Dot, similarity_matrix
+from xmodalzoo.similarity.scorer import BlockScorer
+
+ZETAS = (0, 1, 2)
+
+
+def tied_data(n_img: int, caps_per_img: int, dim: int = 3, seed: int = 0):
+    """Integer vectors with few distinct values: many exactly equal scores (ties) in any kernel."""
+    gen = torch.Generator().manual_seed(seed)
+    img = torch.randint(-1, 2, (n_img, dim), generator=gen).float()
+    img[0] = 0  # a zero vector: cosine 0 (normalize keeps it 0) for every caption
+    m = n_img * caps_per_img
+    cap = torch.randint(-1, 2, (m, dim), generator=gen).float()
+    c2i = torch.randperm(m, generator=gen) % n_img  # captions not grouped by image
+    extra = torch.rand(m, n_img, generator=gen) < 0.15  # exhaustive positives beyond the own image
+    positives = extra | (torch.arange(n_img)[None, :] == c2i[:, None])
+    img_lab = (torch.rand(n_img, 5, generator=gen) < 0.3).long()
+    cap_lab = (torch.rand(m, 5, generator=gen) < 0.3).long()
+    return PointEmbedding(img), PointEmbedding(cap), c2i, positives, img_lab, cap_lab
+
+
+def reference(sim, img, cap, c2i, positives, img_lab, cap_lab, seed=0):
+    """The score-matrix path: similarity_matrix, then fold_metrics."""
+    scores = similarity_matrix(sim, img, cap, device="cpu", seed=seed)
+    targets = RetrievalTargets(c2i.numpy(), len(img), positives, img_lab, cap_lab)
+    return fold_metrics(scores, targets, ZETAS), scores
+
+
+@pytest.mark.parametrize("sim", [Cosine(), Dot()], ids=["cosine-gemm-hook", "dot-forward-fallback"])
+@pytest.mark.parametrize("max_bytes,hot", [(1 << 30, 1 << 30), (1 << 30, 20_000), (300_000, 1 << 30)])
+def test_identical_to_score_matrix_evaluator(sim, max_bytes, hot):
+    img, cap, c2i, pos, il, cl = tied_data(41, 3)
+    (want, want_ranks), scores = reference(sim, img, cap, c2i, pos, il, cl)
+    assert (scores[:, :, None] == scores[:, None, :]).sum() > 10 * scores.numel()  # many ties
+    got, ranks = stream_fold_metrics(sim, img, cap, c2i, positives=pos, image_labels=il, caption_labels=cl,
+                                     zetas=ZETAS, max_bytes=max_bytes, hot_bytes=hot)
+    assert got == want  # every metric, bit for bit
+    assert torch.equal(ranks["i2t"], want_ranks["i2t"]) and torch.equal(ranks["t2i"], want_ranks["t2i"])
+
+
+def test_identical_on_continuous_random_data_with_many_blocks():
+    gen = torch.Generator().manual_seed(3)
+    img = PointEmbedding(torch.randn(150, 24, generator=gen))
+    cap = PointEmbedding(torch.randn(700, 24, generator=gen))
+    c2i = torch.arange(700) // 5 % 150
+    pos = (torch.rand(700, 150, generator=gen) < 0.02) | (torch.arange(150)[None] == c2i[:, None])
+    (want, _), _ = reference(Cosine(), img, cap, c2i, pos, None, None)
+    got, _ = stream_fold_metrics(Cosine(), img, cap, c2i, positives=pos, hot_bytes=40_000)
+    assert got == want and "map_at_r_t2i" in got
+
+
+def test_recounts_when_the_first_scoring_of_positives_differs(monkeypatch):
+    """If a kernel scores the positive pairs differently on their own, the second pass fixes the counts."""
+    img, cap, c2i, pos, il, cl = tied_data(30, 4, seed=1)
+    (want, want_ranks), _ = reference(Cosine(), img, cap, c2i, pos, il, cl)
+    real = BlockScorer.pairs
+
+    def off_by_a_bit(self, qi, gi, **kw):
+        return torch.nextafter(real(self, qi, gi, **kw), torch.tensor(math.inf))
+
+    monkeypatch.setattr(BlockScorer, "pairs", off_by_a_bit)
+    got, ranks = stream_fold_metrics(Cosine(), img, cap, c2i, positives=pos, image_labels=il, caption_labels=cl,
+                                     zetas=ZETAS, hot_bytes=30_000)
+    assert got == want and torch.equal(ranks["t2i"], want_ranks["t2i"])
+
+
+# ------------------------------------------------------------------------------------ brute force
+
+
+def ranked(row: list[float]) -> list[int]:
+    """Gallery indices by descending score, ties by lower index (NaN-free rows)."""
+    return sorted(range(len(row)), key=lambda j: (-row[j], j))
+
+
+def brute_metrics(scores: torch.Tensor, c2i, positives, img_lab, cap_lab) -> dict[str, float]:
+    """Every metric from its definition, with Python loops over queries and ranked lists."""
+    s = scores.tolist()
+    n, m = len(s), len(s[0])
+    st = [[s[i][c] for i in range(n)] for c in range(m)]
+    i2t_rank = [1 + min(ranked(s[i]).index(c) for c in range(m) if c2i[c] == i) for i in range(n)]
+    t2i_rank = [1 + ranked(st[c]).index(int(c2i[c])) for c in range(m)]
+    out: dict[str, float] = {}
+    for d, r in (("i2t", i2t_rank), ("t2i", t2i_rank)):
+        for k in (1, 5, 10):
+            out[f"{d}_r{k}"] = 100.0 * sum(x <= k for x in r) / len(r)
+        out[f"{d}_medr"] = float(math.floor(float(np.median(r))))
+        out[f"{d}_meanr"] = sum(r) / len(r)
+
+    def hamming(a, b):
+        return sum((x != 0) != (y != 0) for x, y in zip(a, b))
+
+    for d, rows, rel, ql, gl in (
+        ("i2t", s, lambda q, g: bool(positives[g][q]), img_lab.tolist(), cap_lab.tolist()),
+        ("t2i", st, lambda q, g: bool(positives[q][g]), cap_lab.tolist(), img_lab.tolist()),
+    ):
+        rp, ap, pm = [], [], {z: [] for z in ZETAS}
+        for q, row in enumerate(rows):
+            order = ranked(row)
+            R = sum(rel(q, g) for g in range(len(row)))
+            if R:
+                top = [rel(q, g) for g in order[:R]]
+                rp.append(sum(top) / R)
+                ap.append(sum(sum(top[: i + 1]) / (i + 1) for i in range(R) if top[i]) / R)
+            for z in ZETAS:
+                near = [hamming(ql[q], gl[g]) <= z for g in range(len(row))]
+                Rz = sum(near)
+                if Rz:
+                    pm[z].append(sum(near[g] for g in order[:Rz]) / Rz)
+        out[f"r_precision_{d}"] = 100.0 * sum(rp) / len(rp)
+        out[f"map_at_r_{d}"] = 100.0 * sum(ap) / len(ap)
+        for z in ZETAS:
+            out[f"pmrp_{d}_z{z}"] = 100.0 * sum(pm[z]) / len(pm[z]) if pm[z] else math.nan
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_every_metric_matches_brute_force_loops(seed):
+    img, cap, c2i, pos, il, cl = tied_data(9, 3, seed=seed)
+    scores = similarity_matrix(Cosine(), img, cap, device="cpu")
+    got, _ = stream_fold_metrics(Cosine(), img, cap, c2i, positives=pos, image_labels=il, caption_labels=cl,
+                                 zetas=ZETAS, hot_bytes=5_000)
+    want = brute_metrics(scores, c2i.tolist(), pos.tolist(), il, cl)
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, abs=1e-9, nan_ok=True), key
+    assert got["rsum"] == pytest.approx(sum(want[f"{d}_r{k}"] for d in ("i2t", "t2i") for k in (1, 5, 10)))
+
+
+# ------------------------------------------------------------------------------------ memory and wiring
+
+
+def test_blocks_stay_within_the_budget_and_never_span_the_matrix():
+    sim = Cosine()
+    seen = []
+    epilogue = sim.gemm_epilogue
+    sim.gemm_epilogue = lambda p, n, m: seen.append((n, m)) or epilogue(p, n, m)
+    img, cap, c2i, pos, _, _ = tied_data(60, 5)
+    budget = 120_000
+    stream_fold_metrics(sim, img, cap, c2i, positives=pos, max_bytes=budget)
+    plan = plan_stream(60, 300, 4, int(pos.t().sum(1).max()), int(pos.sum(1).max()), budget)
+    blocks = seen[math.ceil(300 / 256) :]  # after the blocks that score the positive pairs first
+    assert blocks and set(blocks) == {(plan.rows, plan.cols)} and plan.rows * plan.cols < 60 * 300
+    assert plan.block_bytes + plan.cols * int(pos.sum(1).max()) * 80 <= budget
+    with pytest.raises(ValueError, match="max_bytes=1000 is smaller than"):
+        plan_stream(60, 300, 4, 3, 3, 1000)
+
+
+def test_evaluate_embeddings_equals_the_score_matrix_path_per_fold():
+    img, cap, c2i, pos, il, cl = tied_data(40, 2, seed=4)
+    targets = RetrievalTargets(c2i.numpy(), 40, pos, il, cl)
+    cfg = EvalConfig(protocols=["full"], max_bytes=50_000)
+    got = evaluate_embeddings(Cosine(), img, cap, targets.caption_to_image, cfg)["full"]
+    fold = protocol_folds("full", targets.caption_to_image, 40)[0]
+    sub = targets.subset(fold)
+    scores = similarity_matrix(Cosine(), img, cap, device="cpu")
+    want, _ = fold_metrics(scores, RetrievalTargets(sub.caption_to_image, 40), ZETAS)
+    assert got == want

@@ -1,0 +1,325 @@
+"""Streaming fold metrics: every metric of a fold taken block by block while the block is in cache.
+
+The (images × captions) score matrix is never held: the engine's :class:`BlockScorer` scores one
+block at a time, and each block updates, for both directions (i2t reads rows, t2i reads columns):
+
+* **ranks by counting.**  The rank of a query's best positive is 1 + the number of gallery items
+  ranked before it: a higher score, or an equal score and a lower gallery index (the stable
+  descending order of :mod:`xmodalzoo.eval.metrics`).  The threshold (the best positive's score and
+  index) must be known before the first block is counted, so the positive pairs are scored first
+  (:meth:`BlockScorer.pairs`, a few thousandths of the work).  Each block then re-reads the exact
+  scores of the positive pairs it contains; if any differs from the first estimate (a kernel that
+  rounds differently by block shape), the counts are taken again in a second pass with the exact
+  thresholds, so the ranks are always those of the block scores.
+* **top-R selection** for R-Precision, mAP@R and PMRP: a running top k per query (k = the direction's
+  largest number of positives), merged block by block on unique sort keys
+  (:func:`~xmodalzoo.similarity.engine.block_topk`), equal to the first k of a full stable sort.
+
+Working memory: one block (its scores and comparison masks), bounded by ``max_bytes`` and by
+:data:`HOT_BLOCK_BYTES`, plus O(N + M) per-query state (thresholds, counts, the running top k).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ..embeddings import Embedding
+from ..similarity.base import Similarity
+from ..similarity.engine import MIN_BLOCK, TOPK_PAIR_BYTES, TOPK_SLOT_BYTES, ChunkPlan, block_topk, key_index
+from ..similarity.scorer import BlockScorer, prepare_scorer
+from . import metrics as M
+from .summary import summarise_fold
+
+#: largest working memory of one block (scores plus masks), so that its metrics are taken while it is
+#: still in the CPU's cache; the evaluation budget ``max_bytes`` lowers it further
+HOT_BLOCK_BYTES = 32 << 20
+#: gallery columns per block, when the budget allows
+BLOCK_COLS = 4096
+#: below every sort key (:func:`~xmodalzoo.similarity.engine.sort_keys`): fills the running top k
+_NO_KEY = torch.iinfo(torch.int64).min
+
+
+def plan_stream(
+    n: int, m: int, pair_bytes: int, k_rows: int, k_cols: int, max_bytes: int, hot_bytes: int = HOT_BLOCK_BYTES
+) -> ChunkPlan:
+    """Equal-shaped blocks for :func:`stream_fold_metrics`.
+
+    One block needs ``rows × cols × per_pair + rows × k_rows × S + cols × k_cols × S`` bytes (per_pair
+    = the larger of the similarity's ``pair_bytes`` and the engine's top-k bytes per pair, S = the
+    engine's bytes per kept top-k slot), at most ``min(max_bytes, hot_bytes)``; columns first
+    (up to :data:`BLOCK_COLS`), then as many rows as fit.
+    """
+    if max_bytes <= 0:
+        raise ValueError(f"max_bytes must be positive, got {max_bytes}")
+    n, m = max(n, 1), max(m, 1)
+    per_pair = max(int(pair_bytes), TOPK_PAIR_BYTES)
+    budget = min(max_bytes, max(hot_bytes, 1))
+    min_rows, min_cols = min(n, MIN_BLOCK), min(m, MIN_BLOCK)
+    cols = min(m, max(BLOCK_COLS, min_cols))
+    while True:
+        free = budget - cols * k_cols * TOPK_SLOT_BYTES
+        rows = free // (cols * per_pair + k_rows * TOPK_SLOT_BYTES) if free > 0 else 0
+        if rows >= min_rows:
+            return ChunkPlan(rows=min(n, rows), cols=cols, pair_bytes=per_pair, row_bytes=k_rows * TOPK_SLOT_BYTES)
+        if cols == min_cols:
+            break
+        cols = max(min_cols, cols // 2)
+    if budget < max_bytes:  # the cache bound is a preference; only the budget is a limit
+        return plan_stream(n, m, pair_bytes, k_rows, k_cols, max_bytes, hot_bytes=max_bytes)
+    smallest = min_rows * min_cols * per_pair + (min_rows * k_rows + min_cols * k_cols) * TOPK_SLOT_BYTES
+    raise ValueError(
+        f"max_bytes={max_bytes} is smaller than the {smallest} bytes of the smallest evaluation block "
+        f"({min_rows} × {min_cols} pairs at {per_pair} bytes, plus top-{k_rows}/{k_cols} kept per row/column "
+        f"at {TOPK_SLOT_BYTES} bytes each)"
+    )
+
+
+def _blocks(plan: ChunkPlan, n: int, m: int) -> Iterator[tuple[int, int, int, int]]:
+    """(row start, first new row, col start, first new col) of each block; overlapped parts are skipped."""
+    for r, r_new in plan.spans(n, plan.rows):
+        for c, c_new in plan.spans(m, plan.cols):
+            yield r, r_new, c, c_new
+
+
+@dataclass
+class _Thresholds:
+    """Per query: the score ``value`` of its best positive and that positive's gallery index ``first``;
+    items ranked before it score higher, or score equal with an index below ``first``."""
+
+    value: torch.Tensor
+    first: torch.Tensor
+
+
+def _image_thresholds(own: torch.Tensor, c2i: torch.Tensor, n_img: int) -> _Thresholds:
+    """i2t thresholds from the scores ``own[c]`` of each caption with its image: per image the best
+    (NaN if any is NaN, as ``amax`` gives) and the lowest caption index with that score."""
+    m = len(c2i)
+    order = torch.argsort(c2i, stable=True)
+    counts = torch.bincount(c2i, minlength=n_img)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(m, device=c2i.device) - starts[c2i[order]]
+    width = max(1, int(counts.max()) if m else 1)
+    table = torch.full((n_img, width), -math.inf, device=own.device)
+    index = torch.full((n_img, width), m, dtype=torch.long, device=own.device)
+    table[c2i[order], slot] = own[order]
+    index[c2i[order], slot] = order
+    best = table.amax(1)
+    first = torch.where(table == best[:, None], index, m).amin(1)
+    return _Thresholds(best, first)
+
+
+def _count_before(blk: torch.Tensor, thr: _Thresholds, queries: slice, g0: int, qdim: int) -> torch.Tensor:
+    """Per query of the block (along ``qdim``): the items of this block ranked before its threshold.
+
+    ``blk`` holds gallery items ``g0, g0 + 1, ...`` along the other dimension.  Comparisons with NaN
+    are false, as in :func:`~xmodalzoo.eval.metrics.first_positive_ranks`.
+    """
+    value, first = thr.value[queries], thr.first[queries]
+    t = value[:, None] if qdim == 0 else value[None, :]
+    gdim = 1 - qdim
+    # counting bytes into int32 is several times faster than summing a bool mask into int64
+    before = (blk > t).view(torch.uint8).sum(gdim, dtype=torch.int32).long()
+    ties = (blk == t).nonzero()
+    if len(ties):
+        q, g = ties[:, qdim], ties[:, gdim] + g0
+        q = q[g < first[q]]
+        before.index_add_(0, q, torch.ones_like(q))
+    return before
+
+
+def _same_scores(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all())
+
+
+@dataclass
+class _TopState:
+    """The running top k (sort keys, best first) of every query of one direction."""
+
+    k: int
+    keys: torch.Tensor
+
+    def merge(self, queries: slice, block: torch.Tensor, g0: int) -> None:
+        """Merge ``block`` (queries × gallery items ``g0, g0 + 1, ...``) into the queries' top k."""
+        blk_key, _ = block_topk(block, self.k, g0)
+        keys = torch.cat([self.keys[queries], blk_key], 1)
+        self.keys[queries] = keys.topk(self.k, dim=1).values
+
+    def indices(self) -> torch.Tensor:
+        return key_index(self.keys)
+
+
+def _label_counts(
+    q_lab: torch.Tensor, g_lab: torch.Tensor, zetas: Sequence[int], max_bytes: int
+) -> torch.Tensor:
+    """(queries, len(zetas)) number of gallery items within Hamming distance ζ of each query."""
+    n, m = q_lab.shape[0], g_lab.shape[0]
+    rows = max(1, max_bytes // max(1, m * 24))
+    out = torch.empty(n, len(zetas), dtype=torch.long, device=q_lab.device)
+    for r in range(0, n, rows):
+        dist = M.hamming_distances(q_lab[r : r + rows], g_lab)
+        for i, z in enumerate(zetas):
+            out[r : r + rows, i] = (dist <= z).sum(1)
+    return out
+
+
+def _row_counts(mask: torch.Tensor, max_bytes: int) -> torch.Tensor:
+    """(rows,) number of True entries per row of a bool matrix, in row chunks (a whole-matrix sum
+    would first cast every entry to a wider integer type)."""
+    rows = max(1, max_bytes // max(1, mask.shape[1] * 8))
+    out = torch.empty(mask.shape[0], dtype=torch.long, device=mask.device)
+    for r in range(0, mask.shape[0], rows):
+        out[r : r + rows] = mask[r : r + rows].view(torch.uint8).sum(1, dtype=torch.int32)
+    return out
+
+
+def _top_distances(q_lab: torch.Tensor, g_lab: torch.Tensor, top: torch.Tensor, max_bytes: int) -> torch.Tensor:
+    """(queries, k) Hamming distance between each query's labels and those of its top-k items."""
+    n, k = top.shape
+    a, b = q_lab != 0, g_lab != 0
+    rows = max(1, max_bytes // max(1, k * a.shape[1] * 2))
+    out = torch.empty(n, k, dtype=torch.long, device=top.device)
+    for r in range(0, n, rows):
+        out[r : r + rows] = (a[r : r + rows, None, :] != b[top[r : r + rows]]).sum(-1)
+    return out
+
+
+@dataclass
+class _Direction:
+    """What one direction needs for its precision metrics: positives (queries × gallery, bool) and/or
+    labels, and the number of positives of each query (per metric)."""
+
+    positives: torch.Tensor | None
+    q_lab: torch.Tensor | None
+    g_lab: torch.Tensor | None
+    counts: dict[str, torch.Tensor]
+
+    @property
+    def k(self) -> int:
+        return max(1, max((int(c.max()) for c in self.counts.values() if c.numel()), default=1))
+
+
+def _precision(d: _Direction, top: torch.Tensor, zetas: Sequence[int], max_bytes: int) -> dict[str, torch.Tensor]:
+    """Per-query R-Precision / mAP@R / PMRP from each query's top k (stable order)."""
+    out: dict[str, torch.Tensor] = {}
+    if d.positives is not None:
+        hits = d.positives.gather(1, top)
+        out["r_precision"] = M._r_precision_sorted(hits, d.counts["pos"])
+        out["map_at_r"] = M._map_at_r_sorted(hits, d.counts["pos"])
+    if d.q_lab is not None and d.g_lab is not None:
+        dist = _top_distances(d.q_lab, d.g_lab, top, max_bytes)
+        for z in zetas:
+            out[f"pmrp_z{z}"] = M._r_precision_sorted(dist <= z, d.counts[f"z{z}"])
+    return out
+
+
+@torch.no_grad()
+def stream_fold_metrics(
+    sim: Similarity,
+    image_emb: Embedding,
+    caption_emb: Embedding,
+    caption_to_image: torch.Tensor | np.ndarray,
+    *,
+    positives: torch.Tensor | None = None,
+    image_labels: torch.Tensor | None = None,
+    caption_labels: torch.Tensor | None = None,
+    zetas: Sequence[int] = (0, 1, 2),
+    max_bytes: int = 1 << 30,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    hot_bytes: int = HOT_BLOCK_BYTES,
+) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """Every metric of one fold, and the 1-based ranks {"i2t", "t2i"}, without the score matrix.
+
+    The same values as :func:`~xmodalzoo.eval.evaluate.fold_metrics` on
+    ``similarity_matrix(sim, image_emb, caption_emb, seed=seed)``.  ``caption_to_image`` (captions,)
+    gives each caption's image; ``positives`` (captions × images, bool) adds R-Precision and mAP@R;
+    ``image_labels`` / ``caption_labels`` (multi-hot) add PMRP for each ζ in ``zetas``.
+    """
+    device = torch.device(device)
+    was_training = sim.training
+    sim.eval()
+    try:
+        scorer = prepare_scorer(sim, image_emb, caption_emb, device, seed)
+        return _stream(scorer, torch.as_tensor(caption_to_image, device=device).long(), positives,
+                       image_labels, caption_labels, [int(z) for z in zetas], max_bytes, hot_bytes)
+    finally:
+        sim.train(was_training)
+
+
+def _stream(
+    scorer: BlockScorer, c2i: torch.Tensor, positives: torch.Tensor | None, image_labels: torch.Tensor | None,
+    caption_labels: torch.Tensor | None, zetas: list[int], max_bytes: int, hot_bytes: int,
+) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    n, m = scorer.n, scorer.m
+    device = c2i.device
+    if len(c2i) != m:
+        raise ValueError(f"caption_to_image has {len(c2i)} entries for {m} caption embeddings")
+    captions = torch.arange(m, device=device)
+    labelled = image_labels is not None and caption_labels is not None and len(zetas) > 0
+    directions: dict[str, _Direction] = {}
+    pos = None if positives is None else positives.to(device).bool()
+    if pos is not None and tuple(pos.shape) != (m, n):
+        raise ValueError(f"positives has shape {tuple(pos.shape)}; expected (captions, images) = {(m, n)}")
+    img_lab = image_labels.to(device) if labelled else None  # type: ignore[union-attr]
+    cap_lab = caption_labels.to(device) if labelled else None  # type: ignore[union-attr]
+    for name, p, q_lab, g_lab in (("i2t", None if pos is None else pos.t(), img_lab, cap_lab),
+                                  ("t2i", pos, cap_lab, img_lab)):
+        if p is None and not labelled:
+            continue
+        counts: dict[str, torch.Tensor] = {}
+        if p is not None:
+            counts["pos"] = _row_counts(p, max_bytes)
+        if labelled:
+            within = _label_counts(q_lab, g_lab, zetas, max_bytes)  # type: ignore[arg-type]
+            counts.update({f"z{z}": within[:, i] for i, z in enumerate(zetas)})
+        directions[name] = _Direction(p, q_lab, g_lab, counts)
+
+    # thresholds from a first scoring of the positive pairs (caption c with its image c2i[c])
+    pair_bytes = scorer.sim.pair_bytes(scorer.query, scorer.gallery)
+    width = int(max(MIN_BLOCK, min(256, math.isqrt(max(1, max_bytes // max(pair_bytes, 4))))))
+    approx = scorer.pairs(c2i, captions, width=width) if m else torch.empty(0, device=device)
+    thresholds = {"i2t": _image_thresholds(approx, c2i, n), "t2i": _Thresholds(approx, c2i)}
+    k_rows = directions["i2t"].k if "i2t" in directions else 0
+    k_cols = directions["t2i"].k if "t2i" in directions else 0
+    plan = plan_stream(n, m, pair_bytes, k_rows, k_cols, max_bytes, hot_bytes)
+    tops = {name: _TopState(d.k, torch.full((n if name == "i2t" else m, d.k), _NO_KEY, device=device))
+            for name, d in directions.items()}
+    before = {"i2t": torch.zeros(n, dtype=torch.long, device=device),
+              "t2i": torch.zeros(m, dtype=torch.long, device=device)}
+    exact = torch.empty_like(approx)
+
+    def count(blk: torch.Tensor, rows: slice, cols: slice, thr: dict[str, _Thresholds]) -> None:
+        before["i2t"][rows] += _count_before(blk, thr["i2t"], rows, cols.start, qdim=0)
+        before["t2i"][cols] += _count_before(blk, thr["t2i"], cols, rows.start, qdim=1)
+
+    for r, r_new, c, c_new in _blocks(plan, n, m):
+        blk = scorer.block(slice(r, r + plan.rows), slice(c, c + plan.cols))[r_new - r :, c_new - c :]
+        rows, cols = slice(r_new, r + plan.rows), slice(c_new, c + plan.cols)
+        count(blk, rows, cols, thresholds)
+        own = c2i[cols]
+        inside = (own >= r_new) & (own < rows.stop)
+        exact[captions[cols][inside]] = blk[own[inside] - r_new, captions[cols][inside] - c_new]
+        if "i2t" in tops:
+            tops["i2t"].merge(rows, blk, c_new)
+        if "t2i" in tops:
+            tops["t2i"].merge(cols, blk.t(), r_new)
+        del blk
+
+    if not _same_scores(exact, approx):  # a kernel rounded the first estimate differently: count again
+        thresholds = {"i2t": _image_thresholds(exact, c2i, n), "t2i": _Thresholds(exact, c2i)}
+        for counts in before.values():
+            counts.zero_()
+        for r, r_new, c, c_new in _blocks(plan, n, m):
+            blk = scorer.block(slice(r, r + plan.rows), slice(c, c + plan.cols))[r_new - r :, c_new - c :]
+            count(blk, slice(r_new, r + plan.rows), slice(c_new, c + plan.cols), thresholds)
+
+    ranks = {"i2t": before["i2t"] + 1, "t2i": before["t2i"] + 1}
+    per_query = {name: _precision(d, tops[name].indices(), zetas, max_bytes) for name, d in directions.items()}
+    return summarise_fold(ranks, per_query, zetas if labelled else []), {k: v.cpu() for k, v in ranks.items()}
+
+
+__all__ = ["HOT_BLOCK_BYTES", "plan_stream", "stream_fold_metrics"]

@@ -1,0 +1,98 @@
+"""Score blocks of a prepared (query set, gallery set) pair: the one place a block's scores are computed.
+
+A :class:`BlockScorer` prepares both sets once (seeded, see :meth:`Similarity.prepare`) and, when the
+similarity declares a GEMM form (:meth:`Similarity.gemm_operands` / :meth:`Similarity.gemm_epilogue`),
+builds the two operand matrices once; a block is then ``epilogue(A[rows] @ B[cols].T)``.  Otherwise
+a block is ``sim(query[rows], gallery[cols])`` (the generic fallback).
+"""
+from __future__ import annotations
+
+import torch
+
+from ..embeddings import Embedding
+from .base import Similarity
+
+
+class BlockScorer:
+    """Scores (float32) of contiguous query × gallery blocks, or of listed (query, gallery) pairs."""
+
+    def __init__(self, sim: Similarity, query: Embedding, gallery: Embedding) -> None:
+        self.sim, self.query, self.gallery = sim, query, gallery
+        self.n, self.m = len(query), len(gallery)
+        a = sim.gemm_operands(query, "query")
+        b = sim.gemm_operands(gallery, "gallery") if a is not None else None
+        if a is None or b is None:
+            self.a = self.b = None
+            self.kq = self.kg = 0
+            return
+        if a.shape[0] % max(self.n, 1) or b.shape[0] % max(self.m, 1) or a.shape[1] != b.shape[1]:
+            raise ValueError(
+                f"{type(sim).__name__}.gemm_operands gave {tuple(a.shape)} and {tuple(b.shape)} for "
+                f"{self.n} queries and {self.m} gallery items: expected (items·K, D') with the same D'"
+            )
+        self.a, self.b = a, b
+        self.kq, self.kg = a.shape[0] // max(self.n, 1), b.shape[0] // max(self.m, 1)
+
+    @property
+    def uses_gemm(self) -> bool:
+        """Whether blocks go through the similarity's declared GEMM form."""
+        return self.a is not None
+
+    def block(self, rows: slice, cols: slice) -> torch.Tensor:
+        """(len(rows), len(cols)) float32 scores of queries ``rows`` × gallery items ``cols`` (step-1 slices)."""
+        if self.a is None or self.b is None:
+            return self.sim(self.query[rows], self.gallery[cols]).float()
+        r0, r1, _ = rows.indices(self.n)
+        c0, c1, _ = cols.indices(self.m)
+        prod = self.a[r0 * self.kq : r1 * self.kq] @ self.b[c0 * self.kg : c1 * self.kg].t()
+        return self.sim.gemm_epilogue(prod, r1 - r0, c1 - c0).float()
+
+    def _gathered(self, qi: torch.Tensor, gi: torch.Tensor) -> torch.Tensor:
+        if self.a is None or self.b is None:
+            return self.sim(self.query[qi], self.gallery[gi]).float()
+        a = self.a.view(self.n, self.kq, -1)[qi].reshape(len(qi) * self.kq, -1)
+        b = self.b.view(self.m, self.kg, -1)[gi].reshape(len(gi) * self.kg, -1)
+        return self.sim.gemm_epilogue(a @ b.t(), len(qi), len(gi)).float()
+
+    def pairs(self, qi: torch.Tensor, gi: torch.Tensor, width: int = 256, min_block: int = 16) -> torch.Tensor:
+        """(P,) scores of the pairs (query ``qi[p]``, gallery item ``gi[p]``).
+
+        Pairs are taken ``width`` at a time; each chunk scores the block of its distinct queries × its
+        distinct gallery items (at least ``min_block`` of each, padded by repetition) and reads its
+        pairs from it.  Each score thus comes from the same kind of kernel call as an engine block (on
+        the CPU it equals the block's score bit for bit; callers that need that check it).  When the
+        pairs share queries (captions grouped by image) a chunk costs far less than ``width²`` pairs.
+        """
+        p = len(qi)
+        out = torch.empty(p, dtype=torch.float32, device=qi.device)
+        threads = torch.get_num_threads()
+        if qi.device.type == "cpu":  # small blocks: a thread team's fork/join costs more than it saves
+            torch.set_num_threads(1)
+        try:
+            for s in range(0, p, width):
+                uq, iq = torch.unique(qi[s : s + width], return_inverse=True)
+                ug, ig = torch.unique(gi[s : s + width], return_inverse=True)
+                uq, ug = _padded(uq, min(min_block, self.n)), _padded(ug, min(min_block, self.m))
+                out[s : s + width] = self._gathered(uq, ug)[iq, ig]
+        finally:
+            torch.set_num_threads(threads)
+        return out
+
+
+def _padded(index: torch.Tensor, size: int) -> torch.Tensor:
+    """``index`` repeated (its last entry) up to ``size`` entries."""
+    pad = size - len(index)
+    return torch.cat([index, index[-1:].expand(pad)]) if pad > 0 else index
+
+
+def prepare_scorer(
+    sim: Similarity, query: Embedding, gallery: Embedding, device: torch.device, seed: int
+) -> BlockScorer:
+    """Check, move and prepare both sets (query seeded with ``seed``, gallery with ``seed + 1``)."""
+    sim.check(query, gallery)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    q = sim.prepare(query.to(device), generator=gen)
+    gen.manual_seed(seed + 1)
+    g = sim.prepare(gallery.to(device), generator=gen)
+    return BlockScorer(sim, q, g)
