@@ -176,7 +176,7 @@ def test_zoo_eval_with_other_data_writes_a_named_file(work):
     assert other["meta"]["num_images"] == 40 and "best_epoch" not in other["meta"]
     assert f"results written to {named.relative_to(work)}" in out.stdout
     # options that change only how the work is done keep the run's own file (same numbers)
-    out = zoo("eval", "runs/tiny", "--quiet", "--set", "eval.max_bytes=65536", "--set", "eval.batch_size=7",
+    out = zoo("eval", "runs/tiny", "--quiet", "--set", "eval.max_bytes=4000000", "--set", "eval.batch_size=7",
               cwd=work)
     assert out.returncode == 0, out.stderr
     same = json.loads((run / "eval_results.json").read_text())

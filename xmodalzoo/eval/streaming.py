@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..embeddings import Embedding
+from ..errors import RecipeError
 from ..similarity.base import Similarity
 from ..similarity.engine import MIN_BLOCK, TOPK_PAIR_BYTES, TOPK_SLOT_BYTES, ChunkPlan, block_topk, key_index
 from ..similarity.scorer import BlockScorer, prepare_scorer
@@ -71,10 +72,10 @@ def plan_stream(
     if budget < max_bytes:  # the cache bound is a preference; only the budget is a limit
         return plan_stream(n, m, pair_bytes, k_rows, k_cols, max_bytes, hot_bytes=max_bytes)
     smallest = min_rows * min_cols * per_pair + (min_rows * k_rows + min_cols * k_cols) * TOPK_SLOT_BYTES
-    raise ValueError(
-        f"max_bytes={max_bytes} is smaller than the {smallest} bytes of the smallest evaluation block "
+    raise RecipeError(  # a ValueError too; one line from the CLI
+        f"eval.max_bytes={max_bytes} is smaller than the {smallest} bytes of the smallest evaluation block "
         f"({min_rows} × {min_cols} pairs at {per_pair} bytes, plus top-{k_rows}/{k_cols} kept per row/column "
-        f"at {TOPK_SLOT_BYTES} bytes each)"
+        f"at {TOPK_SLOT_BYTES} bytes each): raise eval.max_bytes"
     )
 
 
