@@ -116,7 +116,8 @@ def test_a_plugin_tokenizer_reloads_from_a_model_folder(restore_registry: None, 
     assert torch.equal(loaded.embed_texts(CAPTIONS).vectors, method.embed_texts(CAPTIONS).vectors)
 
     discover(force=True)  # the plugin is gone: its tokenizer cannot be rebuilt, and the error says why
-    with pytest.raises(ModelFolderError, match="unknown tokenizer type 'chars'.*plugin that registers it"):
+    # (issue 14: the method's own entry is missing too, so the error names the distribution to install)
+    with pytest.raises(ModelFolderError, match="method 'char_demo' is not registered.*pip install dist-chars"):
         load_model(folder)
 
 

@@ -137,7 +137,10 @@ def model_config(method: Method) -> dict[str, Any]:
     """The method's validated config as JSON, without its training-only fields (loss, batch module)."""
     assert method.config is not None
     cfg = method.config.model_dump(mode="json")
-    return {k: v for k, v in cfg.items() if k not in TRAINING_ONLY}
+    kept = {k: v for k, v in cfg.items() if k not in TRAINING_ONLY}
+    if "batch_module" in cfg:  # stated, not omitted: a loaded model builds no training-only module
+        kept["batch_module"] = None
+    return kept
 
 
 def _version(distribution: str) -> str:

@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
+from ..rundir import RESOLVED_RECIPE
 from ..errors import RecipeError
 from .messages import describe_value
 from .model import Recipe, section_default, section_model, validate_recipe
@@ -204,7 +205,8 @@ def _load_with_extends(path: Path, stack: list[Path]) -> dict[str, Any]:
         chain = " -> ".join(str(p) for p in [*stack[stack.index(resolved):], resolved])
         raise RecipeError(f"{path}: extends cycle: {chain}")
     data = read_yaml(path)
-    anchor_data_root(data, path)
+    if path.name != RESOLVED_RECIPE:  # a run's resolved recipe holds its roots as the run used them
+        anchor_data_root(data, path)
     bases = data.pop(EXTENDS_KEY, None)
     if bases is None:
         return data
