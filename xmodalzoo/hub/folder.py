@@ -47,8 +47,9 @@ FORMAT_V1 = "xmodalzoo-model/1"
 FORMAT = "xmodalzoo-model/2"
 #: every format :func:`load_model` reads, oldest first
 FORMATS = (FORMAT_V1, FORMAT)
-#: method config fields that only training uses: never written to a model folder
-TRAINING_ONLY = ("loss", "batch_module")
+#: method config fields that only training uses: left out of a model folder (its batch module is
+#: written as null instead: see :func:`without_batch_module`)
+TRAINING_ONLY = ("loss",)
 #: the method config fields holding its parts, with their component kind
 PART_KINDS = {"image_encoder": "image_encoder", "text_encoder": "text_encoder", "image_head": "head",
               "text_head": "head", "similarity": "similarity"}
@@ -137,10 +138,7 @@ def model_config(method: Method) -> dict[str, Any]:
     """The method's validated config as JSON, without its training-only fields (loss, batch module)."""
     assert method.config is not None
     cfg = method.config.model_dump(mode="json")
-    kept = {k: v for k, v in cfg.items() if k not in TRAINING_ONLY}
-    if "batch_module" in cfg:  # stated, not omitted: a loaded model builds no training-only module
-        kept["batch_module"] = None
-    return kept
+    return {k: v for k, v in without_batch_module(cfg).items() if k not in TRAINING_ONLY}
 
 
 def _version(distribution: str) -> str:
@@ -257,10 +255,16 @@ def without_downloads(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def without_batch_module(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` with its training-only batch module stated as null (not omitted: a method loaded from a
+    model folder builds none, rather than its default)."""
+    return {**cfg, "batch_module": None} if "batch_module" in cfg else cfg
+
+
 def stored_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """A method config (JSON form) as the method loaded from a model folder has it: no training-only
     batch module and no initial-weight sources, whichever way the method was built."""
-    return without_downloads({**cfg, "batch_module": None} if "batch_module" in cfg else cfg)
+    return without_downloads(without_batch_module(cfg))
 
 
 def build_from_folder(directory: str | Path, device: str | torch.device = "cpu") -> Method:
