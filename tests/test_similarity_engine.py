@@ -254,3 +254,34 @@ def test_argsort_and_positive_ranks_brute_force():
         assert order[r].tolist() == expect
         pos = [expect.index(j) for j in range(12) if positives[r, j]]
         assert ranks[r].item() == (min(pos) if pos else 12)
+
+
+def test_even_size_splits_without_recomputed_overlap():
+    from xmodalzoo.similarity.engine import even_size
+
+    assert even_size(5000, 4096) == 2500 and even_size(25000, 4096) == 3572 and even_size(300, 1000) == 300
+    assert even_size(40, 3) == MIN_BLOCK  # never below the smallest block
+    for total in range(MIN_BLOCK, 400, 7):
+        for size in (MIN_BLOCK, 23, 64, 150, 1000):
+            got, blocks = even_size(total, size), -(-total // min(size, total))
+            assert got <= size and -(-total // got) == blocks  # no larger, no more blocks
+            assert got * blocks - total < blocks or got == MIN_BLOCK  # overlap below one item per block
+
+
+@pytest.mark.parametrize("order", ["grouped", "shuffled", "mixed"])
+def test_scorer_pairs_equal_the_score_matrix(order):
+    """BlockScorer.pairs (a narrow-range block, or gathered distinct items) reads the same scores as the matrix."""
+    from xmodalzoo.similarity.scorer import prepare_scorer
+
+    g = torch.Generator().manual_seed(7)
+    img = PointEmbedding(torch.randn(53, 32, generator=g))
+    cap = PointEmbedding(torch.randn(265, 32, generator=g))
+    c2i = torch.arange(265) // 5 if order != "shuffled" else torch.randperm(265, generator=g) % 53
+    if order == "mixed":  # narrow chunks, then wide ones, then narrow ones again
+        c2i[100:180] = c2i[100:180][torch.randperm(80, generator=g)] * 7 % 53
+    full = similarity_matrix(Cosine(), img, cap, device="cpu")
+    scorer = prepare_scorer(Cosine(), img, cap, torch.device("cpu"), 0)
+    captions = torch.arange(265)
+    for width in (16, 80, 256):
+        got = scorer.pairs(c2i, captions, width=width)
+        assert torch.allclose(got, full[c2i, captions], atol=1e-6)

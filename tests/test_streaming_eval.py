@@ -10,6 +10,7 @@ import torch
 from xmodalzoo.embeddings import PointEmbedding
 from xmodalzoo.eval import EvalConfig, RetrievalTargets, evaluate_embeddings, fold_metrics
 from xmodalzoo.eval.protocols import protocol_folds
+from xmodalzoo.eval import streaming
 from xmodalzoo.eval.streaming import plan_stream, stream_fold_metrics
 from xmodalzoo.similarity import Cosine, Dot, similarity_matrix
 from xmodalzoo.similarity.scorer import BlockScorer
@@ -77,6 +78,42 @@ def test_recounts_when_the_first_scoring_of_positives_differs(monkeypatch):
     assert got == want and torch.equal(ranks["t2i"], want_ranks["t2i"])
 
 
+@pytest.mark.parametrize("caps_per_img", [1, 3])
+def test_one_positive_per_query_takes_precision_from_the_ranks(caps_per_img, monkeypatch):
+    """COCO-style positives (each caption's own image only): t2i, and i2t with one caption per image,
+    take R-Precision and mAP@R from the ranks; they must equal the top-k path and the brute force."""
+    img, cap, c2i, _, _, _ = tied_data(23, caps_per_img, seed=5)
+    own = torch.arange(23)[None, :] == c2i[:, None]
+    (want, want_ranks), scores = reference(Cosine(), img, cap, c2i, own, None, None)
+    merged = []
+    real_merge = streaming._TopState.merge
+    monkeypatch.setattr(streaming._TopState, "merge", lambda self, q, b, g0: merged.append(len(self.keys)) or
+                        real_merge(self, q, b, g0))
+    got, ranks = stream_fold_metrics(Cosine(), img, cap, c2i, positives=own, hot_bytes=6_000)
+    # one caption per image: no top k at all; three: only i2t (23 images, 69 captions) keeps one
+    assert set(merged) == (set() if caps_per_img == 1 else {23})
+    assert got == want and torch.equal(ranks["t2i"], want_ranks["t2i"])
+    brute = brute_metrics(scores, c2i.tolist(), own.tolist(), torch.zeros(23, 1), torch.zeros(len(c2i), 1))
+    for key in ("r_precision_i2t", "map_at_r_i2t", "r_precision_t2i", "map_at_r_t2i"):
+        assert got[key] == pytest.approx(brute[key], abs=1e-9), key
+
+
+def test_thresholds_at_special_floats_count_their_ties():
+    """Thresholds at -inf, ±0, subnormals, +inf and NaN (one-dimensional dot products): the one-comparison
+    count (score > the next float down) must not be used where it is wrong."""
+    values = [0.0, -0.0, 1e-40, -1e-40, math.inf, -math.inf, 1.0, -1.0, 2.0, math.nan]
+    img = PointEmbedding(torch.tensor(values * 3)[:, None])
+    cap = PointEmbedding(torch.tensor([1.0, -1.0, 0.0, 1.0, 1e-40, 2.0] * 10)[:, None])
+    c2i = torch.arange(60) % 30
+    own = torch.arange(30)[None, :] == c2i[:, None]
+    (want, want_ranks), scores = reference(Dot(), img, cap, c2i, own, None, None)
+    assert torch.isnan(scores).any() and torch.isinf(scores).any()
+    for hot in (1 << 30, 3_000):
+        got, ranks = stream_fold_metrics(Dot(), img, cap, c2i, positives=own, hot_bytes=hot)
+        assert torch.equal(ranks["i2t"], want_ranks["i2t"]) and torch.equal(ranks["t2i"], want_ranks["t2i"])
+        assert got == want
+
+
 # ------------------------------------------------------------------------------------ brute force
 
 
@@ -141,16 +178,30 @@ def test_every_metric_matches_brute_force_loops(seed):
 # ------------------------------------------------------------------------------------ memory and wiring
 
 
-def test_blocks_stay_within_the_budget_and_never_span_the_matrix():
+def test_blocks_stay_within_the_budget_and_never_span_the_matrix(monkeypatch):
     sim = Cosine()
-    seen = []
-    epilogue = sim.gemm_epilogue
-    sim.gemm_epilogue = lambda p, n, m: seen.append((n, m)) or epilogue(p, n, m)
+    seen, scoring_pairs = [], []
+    epilogue, real_pairs = sim.gemm_epilogue, BlockScorer.pairs
+
+    def recorded(products, n, m):
+        if not scoring_pairs:  # the small blocks that score the positive pairs first are not counted
+            seen.append((n, m))
+        return epilogue(products, n, m)
+
+    def pairs(self, *args, **kwargs):
+        scoring_pairs.append(True)
+        try:
+            return real_pairs(self, *args, **kwargs)
+        finally:
+            scoring_pairs.pop()
+
+    sim.gemm_epilogue = recorded
+    monkeypatch.setattr(BlockScorer, "pairs", pairs)
     img, cap, c2i, pos, _, _ = tied_data(60, 5)
     budget = 120_000
     stream_fold_metrics(sim, img, cap, c2i, positives=pos, max_bytes=budget)
     plan = plan_stream(60, 300, 4, int(pos.t().sum(1).max()), int(pos.sum(1).max()), budget)
-    blocks = seen[math.ceil(300 / 256) :]  # after the blocks that score the positive pairs first
+    blocks = seen
     assert blocks and set(blocks) == {(plan.rows, plan.cols)} and plan.rows * plan.cols < 60 * 300
     assert plan.block_bytes + plan.cols * int(pos.sum(1).max()) * 80 <= budget
     with pytest.raises(ValueError, match="max_bytes=1000 is smaller than"):

@@ -30,7 +30,9 @@ import torch
 from ..embeddings import Embedding
 from ..errors import RecipeError
 from ..similarity.base import Similarity
-from ..similarity.engine import MIN_BLOCK, TOPK_PAIR_BYTES, TOPK_SLOT_BYTES, ChunkPlan, block_topk, key_index
+from ..similarity.engine import (
+    MIN_BLOCK, TOPK_PAIR_BYTES, TOPK_SLOT_BYTES, ChunkPlan, block_topk, even_size, key_index,
+)
 from ..similarity.scorer import BlockScorer, prepare_scorer
 from . import metrics as M
 from .summary import summarise_fold
@@ -39,7 +41,7 @@ from .summary import summarise_fold
 #: still in the CPU's cache; the evaluation budget ``max_bytes`` lowers it further
 HOT_BLOCK_BYTES = 32 << 20
 #: gallery columns per block, when the budget allows
-BLOCK_COLS = 4096
+BLOCK_COLS = 1024
 #: below every sort key (:func:`~xmodalzoo.similarity.engine.sort_keys`): fills the running top k
 _NO_KEY = torch.iinfo(torch.int64).min
 
@@ -52,7 +54,7 @@ def plan_stream(
     One block needs ``rows × cols × per_pair + rows × k_rows × S + cols × k_cols × S`` bytes (per_pair
     = the larger of the similarity's ``pair_bytes`` and the engine's top-k bytes per pair, S = the
     engine's bytes per kept top-k slot), at most ``min(max_bytes, hot_bytes)``; columns first
-    (up to :data:`BLOCK_COLS`), then as many rows as fit.
+    (up to :data:`BLOCK_COLS`), then as many rows as fit; both evened (:func:`~xmodalzoo.similarity.engine.even_size`).
     """
     if max_bytes <= 0:
         raise ValueError(f"max_bytes must be positive, got {max_bytes}")
@@ -60,15 +62,15 @@ def plan_stream(
     per_pair = max(int(pair_bytes), TOPK_PAIR_BYTES)
     budget = min(max_bytes, max(hot_bytes, 1))
     min_rows, min_cols = min(n, MIN_BLOCK), min(m, MIN_BLOCK)
-    cols = min(m, max(BLOCK_COLS, min_cols))
+    cols = even_size(m, max(BLOCK_COLS, min_cols))
     while True:
         free = budget - cols * k_cols * TOPK_SLOT_BYTES
         rows = free // (cols * per_pair + k_rows * TOPK_SLOT_BYTES) if free > 0 else 0
         if rows >= min_rows:
-            return ChunkPlan(rows=min(n, rows), cols=cols, pair_bytes=per_pair, row_bytes=k_rows * TOPK_SLOT_BYTES)
+            return ChunkPlan(rows=even_size(n, rows), cols=cols, pair_bytes=per_pair, row_bytes=k_rows * TOPK_SLOT_BYTES)
         if cols == min_cols:
             break
-        cols = max(min_cols, cols // 2)
+        cols = even_size(m, max(min_cols, cols // 2))
     if budget < max_bytes:  # the cache bound is a preference; only the budget is a limit
         return plan_stream(n, m, pair_bytes, k_rows, k_cols, max_bytes, hot_bytes=max_bytes)
     smallest = min_rows * min_cols * per_pair + (min_rows * k_rows + min_cols * k_cols) * TOPK_SLOT_BYTES
@@ -113,21 +115,39 @@ def _image_thresholds(own: torch.Tensor, c2i: torch.Tensor, n_img: int) -> _Thre
     return _Thresholds(best, first)
 
 
+#: the smallest positive normal float32: thresholds below it in magnitude (zeros, subnormals) are
+#: compared with their ties counted explicitly, so flushing subnormals to zero cannot change a count
+_TINY = torch.finfo(torch.float32).tiny
+
+
 def _count_before(blk: torch.Tensor, thr: _Thresholds, queries: slice, g0: int, qdim: int) -> torch.Tensor:
     """Per query of the block (along ``qdim``): the items of this block ranked before its threshold.
 
     ``blk`` holds gallery items ``g0, g0 + 1, ...`` along the other dimension.  Comparisons with NaN
     are false, as in :func:`~xmodalzoo.eval.metrics.first_positive_ranks`.
+
+    One comparison per score: for a query whose threshold index lies past the block, every tie ranks
+    before it, and ``score >= value`` is taken as ``score > nextafter(value, -inf)`` (exact for every
+    float but -inf, zero and subnormals, which take the explicit tie count).  Only the queries whose
+    threshold index falls inside the block (or whose value is one of those) count their ties apart.
     """
     value, first = thr.value[queries], thr.first[queries]
-    t = value[:, None] if qdim == 0 else value[None, :]
     gdim = 1 - qdim
+    size = blk.shape[gdim]
+    past = first >= g0 + size
+    step = past & (value.abs() >= _TINY) & (value != -math.inf)
+    cut = torch.where(step, torch.nextafter(value, value.new_tensor(-math.inf)), value)
     # counting bytes into int32 is several times faster than summing a bool mask into int64
-    before = (blk > t).view(torch.uint8).sum(gdim, dtype=torch.int32).long()
-    ties = (blk == t).nonzero()
-    if len(ties):
-        q, g = ties[:, qdim], ties[:, gdim] + g0
-        q = q[g < first[q]]
+    before = (blk > (cut[:, None] if qdim == 0 else cut[None, :])).view(torch.uint8).sum(gdim, dtype=torch.int32)
+    before = before.long()
+    tied = ((first > g0) & ~step).nonzero()[:, 0]  # ties at indices g0 .. first - 1 still to count
+    if len(tied):
+        lo, hi = int(tied[0]), int(tied[-1]) + 1
+        sub = blk.narrow(qdim, lo, hi - lo)  # usually a contiguous run of queries: a view, no copy
+        v = value[lo:hi]
+        ties = (sub == (v[:, None] if qdim == 0 else v[None, :])).nonzero()
+        q, g = ties[:, qdim] + lo, ties[:, gdim] + g0
+        q = q[(g < first[q]) & ~step[q]]
         before.index_add_(0, q, torch.ones_like(q))
     return before
 
@@ -167,14 +187,34 @@ def _label_counts(
     return out
 
 
-def _row_counts(mask: torch.Tensor, max_bytes: int) -> torch.Tensor:
-    """(rows,) number of True entries per row of a bool matrix, in row chunks (a whole-matrix sum
-    would first cast every entry to a wider integer type)."""
-    rows = max(1, max_bytes // max(1, mask.shape[1] * 8))
-    out = torch.empty(mask.shape[0], dtype=torch.long, device=mask.device)
-    for r in range(0, mask.shape[0], rows):
-        out[r : r + rows] = mask[r : r + rows].view(torch.uint8).sum(1, dtype=torch.int32)
-    return out
+def _positive_counts(pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positives per caption and per image of a (captions × images) bool matrix, in one pass over
+    chunks of 255 rows: a chunk's column sums fit in bytes, so they need no cast to a wider type
+    (casting the whole matrix first, as a plain ``sum`` does, costs far more than the counting)."""
+    m, n = pos.shape
+    pos = pos.contiguous()
+    per_caption = torch.empty(m, dtype=torch.long, device=pos.device)
+    per_image = torch.zeros(n, dtype=torch.long, device=pos.device)
+    for r in range(0, m, 255):
+        part = pos[r : r + 255].view(torch.uint8)
+        per_caption[r : r + 255] = part.sum(1, dtype=torch.int32)
+        per_image += part.sum(0, dtype=torch.uint8)
+    return per_caption, per_image
+
+
+def _ranks_decide_hits(name: str, pos: torch.Tensor, counts: torch.Tensor, c2i: torch.Tensor) -> bool:
+    """Whether every query of direction ``name`` has no positive, or one: the single gallery item its
+    rank is counted against (its caption's image for t2i; an image's only caption for i2t).  Then
+    R-Precision and mAP@R (R = 1) are whether that rank is 1, and the direction needs no top k."""
+    if counts.numel() == 0 or int(counts.max()) > 1:
+        return bool(counts.numel() == 0)
+    own = pos[torch.arange(len(c2i), device=c2i.device), c2i]  # caption c's positive is its own image
+    if name == "t2i":
+        return bool(((counts == 0) | own).all())
+    n = len(counts)
+    captions = torch.bincount(c2i, minlength=n)
+    own_images = torch.bincount(c2i, weights=own.double(), minlength=n)
+    return bool(((counts == 0) | ((captions == 1) & (own_images == 1))).all())
 
 
 def _top_distances(q_lab: torch.Tensor, g_lab: torch.Tensor, top: torch.Tensor, max_bytes: int) -> torch.Tensor:
@@ -197,20 +237,34 @@ class _Direction:
     q_lab: torch.Tensor | None
     g_lab: torch.Tensor | None
     counts: dict[str, torch.Tensor]
+    #: R-Precision and mAP@R follow from the ranks (see :func:`_ranks_decide_hits`): no top k kept
+    from_ranks: bool = False
+
+    @property
+    def needs_top(self) -> bool:
+        return not self.from_ranks or self.q_lab is not None
 
     @property
     def k(self) -> int:
         return max(1, max((int(c.max()) for c in self.counts.values() if c.numel()), default=1))
 
 
-def _precision(d: _Direction, top: torch.Tensor, zetas: Sequence[int], max_bytes: int) -> dict[str, torch.Tensor]:
-    """Per-query R-Precision / mAP@R / PMRP from each query's top k (stable order)."""
+def _precision(
+    d: _Direction, top: torch.Tensor | None, ranks: torch.Tensor, zetas: Sequence[int], max_bytes: int
+) -> dict[str, torch.Tensor]:
+    """Per-query R-Precision / mAP@R / PMRP from each query's top k (stable order), or from its 1-based
+    rank where one positive decides them (``d.from_ranks``)."""
     out: dict[str, torch.Tensor] = {}
-    if d.positives is not None:
+    if d.positives is not None and d.from_ranks:
+        hit = torch.where(d.counts["pos"] > 0, (ranks == 1).double(), math.nan)
+        out["r_precision"], out["map_at_r"] = hit, hit.clone()
+    elif d.positives is not None:
+        assert top is not None
         hits = d.positives.gather(1, top)
         out["r_precision"] = M._r_precision_sorted(hits, d.counts["pos"])
         out["map_at_r"] = M._map_at_r_sorted(hits, d.counts["pos"])
     if d.q_lab is not None and d.g_lab is not None:
+        assert top is not None
         dist = _top_distances(d.q_lab, d.g_lab, top, max_bytes)
         for z in zetas:
             out[f"pmrp_z{z}"] = M._r_precision_sorted(dist <= z, d.counts[f"z{z}"])
@@ -267,28 +321,34 @@ def _stream(
         raise ValueError(f"positives has shape {tuple(pos.shape)}; expected (captions, images) = {(m, n)}")
     img_lab = image_labels.to(device) if labelled else None  # type: ignore[union-attr]
     cap_lab = caption_labels.to(device) if labelled else None  # type: ignore[union-attr]
+    pos_counts = _positive_counts(pos) if pos is not None else None
     for name, p, q_lab, g_lab in (("i2t", None if pos is None else pos.t(), img_lab, cap_lab),
                                   ("t2i", pos, cap_lab, img_lab)):
         if p is None and not labelled:
             continue
         counts: dict[str, torch.Tensor] = {}
-        if p is not None:
-            counts["pos"] = _row_counts(p, max_bytes)
+        from_ranks = False
+        if p is not None and pos_counts is not None and pos is not None:
+            counts["pos"] = pos_counts[1] if name == "i2t" else pos_counts[0]
+            from_ranks = _ranks_decide_hits(name, pos, counts["pos"], c2i)
         if labelled:
             within = _label_counts(q_lab, g_lab, zetas, max_bytes)  # type: ignore[arg-type]
             counts.update({f"z{z}": within[:, i] for i, z in enumerate(zetas)})
-        directions[name] = _Direction(p, q_lab, g_lab, counts)
+        directions[name] = _Direction(p, q_lab, g_lab, counts, from_ranks)
 
     # thresholds from a first scoring of the positive pairs (caption c with its image c2i[c])
     pair_bytes = scorer.sim.pair_bytes(scorer.query, scorer.gallery)
-    width = int(max(MIN_BLOCK, min(256, math.isqrt(max(1, max_bytes // max(pair_bytes, 4))))))
+    # captions grouped by image: a chunk of MIN_BLOCK images' captions is one MIN_BLOCK-row block
+    per_image = -(-m // max(n, 1))
+    width = int(max(MIN_BLOCK, min(256, MIN_BLOCK * per_image, math.isqrt(max(1, max_bytes // max(pair_bytes, 4))))))
     approx = scorer.pairs(c2i, captions, width=width) if m else torch.empty(0, device=device)
     thresholds = {"i2t": _image_thresholds(approx, c2i, n), "t2i": _Thresholds(approx, c2i)}
+    # a direction whose ranks decide its hits keeps no top k, unless NaN scores turn up: plan for one
     k_rows = directions["i2t"].k if "i2t" in directions else 0
     k_cols = directions["t2i"].k if "t2i" in directions else 0
     plan = plan_stream(n, m, pair_bytes, k_rows, k_cols, max_bytes, hot_bytes)
     tops = {name: _TopState(d.k, torch.full((n if name == "i2t" else m, d.k), _NO_KEY, device=device))
-            for name, d in directions.items()}
+            for name, d in directions.items() if d.needs_top}
     before = {"i2t": torch.zeros(n, dtype=torch.long, device=device),
               "t2i": torch.zeros(m, dtype=torch.long, device=device)}
     exact = torch.empty_like(approx)
@@ -297,6 +357,14 @@ def _stream(
         before["i2t"][rows] += _count_before(blk, thr["i2t"], rows, cols.start, qdim=0)
         before["t2i"][cols] += _count_before(blk, thr["t2i"], cols, rows.start, qdim=1)
 
+    def merge(blk: torch.Tensor, rows: slice, cols: slice, names: Sequence[str]) -> None:
+        if "i2t" in names:
+            tops["i2t"].merge(rows, blk, cols.start)
+        if "t2i" in names:
+            tops["t2i"].merge(cols, blk.t(), rows.start)
+
+    from_ranks = [name for name, d in directions.items() if not d.needs_top]
+    nan_seen = torch.zeros((), dtype=torch.bool, device=device)
     for r, r_new, c, c_new in _blocks(plan, n, m):
         blk = scorer.block(slice(r, r + plan.rows), slice(c, c + plan.cols))[r_new - r :, c_new - c :]
         rows, cols = slice(r_new, r + plan.rows), slice(c_new, c + plan.cols)
@@ -304,22 +372,32 @@ def _stream(
         own = c2i[cols]
         inside = (own >= r_new) & (own < rows.stop)
         exact[captions[cols][inside]] = blk[own[inside] - r_new, captions[cols][inside] - c_new]
-        if "i2t" in tops:
-            tops["i2t"].merge(rows, blk, c_new)
-        if "t2i" in tops:
-            tops["t2i"].merge(cols, blk.t(), r_new)
+        merge(blk, rows, cols, list(tops))
+        if from_ranks:
+            nan_seen |= torch.isnan(blk.amax())
         del blk
 
-    if not _same_scores(exact, approx):  # a kernel rounded the first estimate differently: count again
+    recount = not _same_scores(exact, approx)  # a kernel rounded the first estimate differently
+    # NaN scores sort first but rank after every number: the ranks no longer decide the hits
+    late = from_ranks if bool(nan_seen) else []
+    for name in late:
+        directions[name].from_ranks = False
+        tops[name] = _TopState(1, torch.full((n if name == "i2t" else m, 1), _NO_KEY, device=device))
+    if recount:
         thresholds = {"i2t": _image_thresholds(exact, c2i, n), "t2i": _Thresholds(exact, c2i)}
         for counts in before.values():
             counts.zero_()
+    if recount or late:
         for r, r_new, c, c_new in _blocks(plan, n, m):
             blk = scorer.block(slice(r, r + plan.rows), slice(c, c + plan.cols))[r_new - r :, c_new - c :]
-            count(blk, slice(r_new, r + plan.rows), slice(c_new, c + plan.cols), thresholds)
+            rows, cols = slice(r_new, r + plan.rows), slice(c_new, c + plan.cols)
+            if recount:
+                count(blk, rows, cols, thresholds)
+            merge(blk, rows, cols, late)
 
     ranks = {"i2t": before["i2t"] + 1, "t2i": before["t2i"] + 1}
-    per_query = {name: _precision(d, tops[name].indices(), zetas, max_bytes) for name, d in directions.items()}
+    per_query = {name: _precision(d, tops[name].indices() if name in tops else None, ranks[name], zetas, max_bytes)
+                 for name, d in directions.items()}
     return summarise_fold(ranks, per_query, zetas if labelled else []), {k: v.cpu() for k, v in ranks.items()}
 
 

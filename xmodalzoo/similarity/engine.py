@@ -57,6 +57,19 @@ class ChunkPlan:
         return self.rows * (self.cols * self.pair_bytes + self.row_bytes)
 
 
+def even_size(total: int, size: int, min_size: int = MIN_BLOCK) -> int:
+    """The smallest block size that splits ``total`` into as many blocks as blocks of ``size`` would.
+
+    Blocks are equal-shaped and the last one is shifted back to end at the border (see
+    :class:`ChunkPlan`), so a size that does not divide ``total`` recomputes the overlap: 5,000 items
+    in blocks of 4,096 score 8,192.  Evening the size (2 × 2,500) removes that work; it never exceeds
+    ``size``, so a budget that admits ``size`` admits it too.
+    """
+    total, size = max(total, 1), max(1, min(size, max(total, 1)))
+    parts = -(-total // size)
+    return max(min(total, min_size), -(-total // parts))
+
+
 def plan_chunks(n: int, m: int, pair_bytes: int, max_bytes: int, min_block: int = MIN_BLOCK) -> ChunkPlan:
     """Largest equal-shaped blocks (whole gallery rows first) whose working memory fits in ``max_bytes``."""
     if max_bytes <= 0:
@@ -71,8 +84,8 @@ def plan_chunks(n: int, m: int, pair_bytes: int, max_bytes: int, min_block: int 
             f"smallest block ({min_rows} × {min_cols} pairs at {pair_bytes} bytes per pair)"
         )
     if pairs >= m * min_rows:
-        return ChunkPlan(rows=min(n, pairs // m), cols=m, pair_bytes=pair_bytes)
-    return ChunkPlan(rows=min_rows, cols=min(m, pairs // min_rows), pair_bytes=pair_bytes)
+        return ChunkPlan(rows=even_size(n, pairs // m, min_block), cols=m, pair_bytes=pair_bytes)
+    return ChunkPlan(rows=min_rows, cols=even_size(m, pairs // min_rows, min_block), pair_bytes=pair_bytes)
 
 
 @torch.no_grad()
@@ -143,8 +156,9 @@ def plan_topk(n: int, m: int, k: int, pair_bytes: int, max_bytes: int, min_block
         )
     full_row = m * per_pair + per_row
     if max_bytes >= min_rows * full_row:
-        return ChunkPlan(rows=min(n, max_bytes // full_row), cols=m, pair_bytes=per_pair, row_bytes=per_row)
-    cols = min(m, (max_bytes // min_rows - per_row) // per_pair)
+        rows = even_size(n, max_bytes // full_row, min_block)
+        return ChunkPlan(rows=rows, cols=m, pair_bytes=per_pair, row_bytes=per_row)
+    cols = even_size(m, (max_bytes // min_rows - per_row) // per_pair, min_block)
     return ChunkPlan(rows=min_rows, cols=cols, pair_bytes=per_pair, row_bytes=per_row)
 
 

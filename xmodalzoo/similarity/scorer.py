@@ -57,26 +57,61 @@ class BlockScorer:
     def pairs(self, qi: torch.Tensor, gi: torch.Tensor, width: int = 256, min_block: int = 16) -> torch.Tensor:
         """(P,) scores of the pairs (query ``qi[p]``, gallery item ``gi[p]``).
 
-        Pairs are taken ``width`` at a time; each chunk scores the block of its distinct queries × its
-        distinct gallery items (at least ``min_block`` of each, padded by repetition) and reads its
-        pairs from it.  Each score thus comes from the same kind of kernel call as an engine block (on
-        the CPU it equals the block's score bit for bit; callers that need that check it).  When the
-        pairs share queries (captions grouped by image) a chunk costs far less than ``width²`` pairs.
+        Pairs are taken ``width`` at a time; each chunk scores one small block and reads its pairs
+        from it: the block of the index ranges the chunk spans, when they are narrow (pairs listed
+        in order, as captions grouped by image are), else the block of its distinct queries × its
+        distinct gallery items, gathered.  Blocks have at least ``min_block`` rows and columns.  Each
+        score thus comes from the same kind of kernel call as an engine block (on the CPU it equals
+        the block's score bit for bit; callers that need that check it).
         """
         p = len(qi)
         out = torch.empty(p, dtype=torch.float32, device=qi.device)
         threads = torch.get_num_threads()
         if qi.device.type == "cpu":  # small blocks: a thread team's fork/join costs more than it saves
             torch.set_num_threads(1)
+        flat: list[torch.Tensor] = []  # the narrow chunks' blocks, flattened, read all at once below
+        starts: list[tuple[int, int, int, int, int]] = []  # per narrow chunk: offset in flat, q0, g0, cols, pairs
+        narrow = torch.zeros(p, dtype=torch.bool, device=qi.device)
+        offset = 0
         try:
-            for s in range(0, p, width):
-                uq, iq = torch.unique(qi[s : s + width], return_inverse=True)
-                ug, ig = torch.unique(gi[s : s + width], return_inverse=True)
+            for s, (q0, q1, g0, g1) in zip(range(0, p, width), _chunk_spans(qi, gi, width, self.n, self.m, min_block)):
+                q, g = qi[s : s + width], gi[s : s + width]
+                if q1 - q0 <= max(2 * min_block, len(q)) and g1 - g0 <= max(2 * min_block, len(g)):
+                    flat.append(self.block(slice(q0, q1), slice(g0, g1)).reshape(-1))
+                    starts.append((offset, q0, g0, g1 - g0, len(q)))
+                    narrow[s : s + width] = True
+                    offset += flat[-1].numel()
+                    continue
+                uq, iq = torch.unique(q, return_inverse=True)
+                ug, ig = torch.unique(g, return_inverse=True)
                 uq, ug = _padded(uq, min(min_block, self.n)), _padded(ug, min(min_block, self.m))
                 out[s : s + width] = self._gathered(uq, ug)[iq, ig]
+            if flat:
+                per_chunk = torch.tensor(starts, device=qi.device)
+                base, q0s, g0s, cols, _ = per_chunk.repeat_interleave(per_chunk[:, 4], dim=0).unbind(1)
+                where = base + (qi[narrow] - q0s) * cols + (gi[narrow] - g0s)
+                out[narrow] = torch.cat(flat)[where]
         finally:
             torch.set_num_threads(threads)
         return out
+
+
+def _chunk_spans(
+    qi: torch.Tensor, gi: torch.Tensor, width: int, n: int, m: int, min_size: int
+) -> list[tuple[int, int, int, int]]:
+    """Per chunk of ``width`` pairs: the [start, stop) ranges its queries and gallery items span,
+    each widened to at least ``min_size`` items within the set (all chunks in one pass)."""
+    p = len(qi)
+    pad = -p % width
+    spans = []
+    for index, total in ((qi, n), (gi, m)):
+        chunks = torch.cat([index, index[-1:].expand(pad)]).view(-1, width)
+        lo, hi = chunks.amin(1), chunks.amax(1) + 1
+        size = torch.clamp(hi - lo, min=min(min_size, total))
+        lo = torch.clamp(torch.minimum(lo, total - size), min=0)
+        spans.append((lo, lo + size))
+    (q0, q1), (g0, g1) = spans
+    return [tuple(row) for row in torch.stack([q0, q1, g0, g1], 1).tolist()]
 
 
 def _padded(index: torch.Tensor, size: int) -> torch.Tensor:
