@@ -5,7 +5,8 @@ For each similarity case (the cases of ``benchmarks/similarity_engine.py``: cosi
 random unit vectors; the caption's own image is its positive, plus the exhaustive positives mask, so
 R-Precision and mAP@R are computed too) this prints, in one run:
 
-* ``gemm s``: the bare dense matmul of the similarity's GEMM form (cosine N×D @ D×M; ``mil_max`` and
+* ``gemm s``: the bare dense matmul of the similarity's GEMM form (through the engine's CPU product,
+  whose BLAS the header names: ``XMODALZOO_CPU_GEMM``, see :mod:`xmodalzoo.similarity.gemm`) (cosine N×D @ D×M; ``mil_max`` and
   ``smooth_chamfer`` (N·K)×D @ D×(M·K); ``csd`` the (D+2)-wide augmented GEMM; ``match_prob`` the
   (N·J)×(M·J) distance GEMM), written in row blocks into one reused output buffer;
 * ``eval s``: :func:`~xmodalzoo.eval.streaming.stream_fold_metrics`, every metric of the fold (R@1/5/10,
@@ -62,14 +63,18 @@ def fold_targets(n: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def bare_gemm(scorer: Any, out_bytes: int = 256 << 20) -> float:
-    """Seconds of ``A @ B.T`` for the scorer's GEMM operands, in row blocks into one output buffer."""
+    """Seconds of ``A @ B.T`` for the scorer's GEMM operands, in row blocks into one output buffer
+    (through the engine's CPU product, :func:`xmodalzoo.similarity.gemm.matmul_t`, so both sides of
+    the ratio use the same BLAS)."""
+    from xmodalzoo.similarity.gemm import matmul_t
+
     a, b = scorer.a, scorer.b
     rows = max(1, min(a.shape[0], out_bytes // (b.shape[0] * 4)))
     buf = torch.empty(rows, b.shape[0], dtype=a.dtype)
     start = time.perf_counter()
     for r in range(0, a.shape[0], rows):
         part = a[r : r + rows]
-        torch.mm(part, b.t(), out=buf[: len(part)])
+        matmul_t(part, b, out=buf[: len(part)])
     return time.perf_counter() - start
 
 
@@ -160,7 +165,10 @@ def main() -> None:
         worker(args)
         return
     cases = args.cases or list(DEFAULT_PLAN)
-    print(f"threads {args.threads}, D = {args.dim}, min of {args.repeats} interleaved rounds, "
+    from xmodalzoo.similarity.gemm import cpu_backend
+
+    print(f"CPU GEMM backend {cpu_backend()}; "
+          f"threads {args.threads}, D = {args.dim}, min of {args.repeats} interleaved rounds, "
           f"loop timed on {args.loop_queries} queries per direction; load average {Path('/proc/loadavg').read_text().split()[:3]}",
           flush=True)
     print(f"{'case':<18}{'N x M':>13}{'gemm s':>9}{'eval s':>9}{'ratio':>7}{'loop s':>10}{'loop/eval':>10}"

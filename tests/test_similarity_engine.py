@@ -256,6 +256,76 @@ def test_argsort_and_positive_ranks_brute_force():
         assert ranks[r].item() == (min(pos) if pos else 12)
 
 
+def _wide_table(kind):
+    """(24, 3017) scores: wide enough for block_topk's group prefilter, with a short tail group."""
+    rng = np.random.default_rng(3)
+    if kind == "ties":
+        return torch.from_numpy(rng.integers(-3, 4, size=(24, 3017)).astype(np.float32))  # ties everywhere
+    table = torch.from_numpy(rng.standard_normal((24, 3017)).astype(np.float32))
+    if kind == "special":
+        table[0, ::97] = float("nan")  # NaN ranks first
+        table[1, 5] = table[1, 2000] = float("inf")
+        table[2] = 0.0
+        table[2, ::2] = -0.0  # ties with 0.0
+        table[3, 100:200] = table[3].max()  # a tie at the top spanning groups
+        table[4, 7:] = -float("inf")
+        table[5, 3010:] = 50.0  # the best items in the tail group
+        table[6, 1000:1100] = table[6, 1100]  # many equal maxima
+    return table
+
+
+@pytest.mark.parametrize("kind", ["continuous", "ties", "special"])
+def test_topk_of_wide_galleries_through_the_group_prefilter(kind, monkeypatch):
+    """Galleries wide enough for block_topk's group prefilter (whole rows, and column blocks where
+    the running top k's floor drops groups) give the full stable sort's first k, bit for bit."""
+    import xmodalzoo.similarity.engine as engine
+
+    table = _wide_table(kind)
+    narrowed = {"plain": 0, "floor": 0}
+    candidates = engine._group_candidates
+
+    def counting(block, k, floor):
+        cols = candidates(block, k, floor)
+        if cols is not None:
+            narrowed["floor" if floor is not None else "plain"] += 1
+        return cols
+
+    monkeypatch.setattr(engine, "_group_candidates", counting)
+    sim = TableSimilarity(table)
+    q = PointEmbedding(torch.arange(24.0)[:, None])
+    g = PointEmbedding(torch.arange(3017.0)[:, None])
+    order = torch.argsort(table, dim=1, descending=True, stable=True)
+    for k in (1, 5, 10):
+        for budget in (1 << 30, topk_budget(4, k, cols=1100)):
+            s, i = topk(sim, q, g, k, max_bytes=budget, device="cpu")
+            assert torch.equal(i, order[:, :k]), (kind, k, budget)
+            assert torch.equal(s.view(torch.int32), table.gather(1, i).view(torch.int32))
+    if kind == "continuous":
+        assert narrowed["plain"] > 0 and narrowed["floor"] > 0  # both narrowing paths were taken
+
+
+def test_block_topk_with_a_floor_merges_to_the_exact_top_k():
+    """A block's candidates above a running floor, merged with the running top k, equal the top k of
+    both together; floors of NaN, ±inf and ±0.0 included."""
+    from xmodalzoo.similarity.engine import block_topk, key_index, sort_keys
+
+    rng = np.random.default_rng(5)
+    block = torch.from_numpy(rng.standard_normal((32, 2100)).astype(np.float32))
+    block[3] = 0.0
+    block[4, ::3] = -0.0
+    block[5, 50:90] = 2.5
+    block[6, ::11] = float("nan")
+    for k in (1, 4, 8):
+        for level in (-float("inf"), -1.0, 0.0, -0.0, 1.5, 2.5, 3.5, float("inf"), float("nan")):
+            run_s = torch.full((32, k), level)
+            run_key = sort_keys(run_s, torch.arange(k).expand(32, k)).sort(1, descending=True).values
+            keys, _ = block_topk(block, k, first_index=k, floor=run_s[:, -1])
+            merged = torch.cat([run_key, keys], 1).topk(k, dim=1).values
+            both = torch.cat([run_s, block], 1)
+            want = torch.argsort(both, dim=1, descending=True, stable=True)[:, :k]
+            assert torch.equal(key_index(merged), want), (k, level)
+
+
 def test_even_size_splits_without_recomputed_overlap():
     from xmodalzoo.similarity.engine import even_size
 

@@ -45,6 +45,17 @@ class Dot(Similarity):
         dtype = torch.promote_types(_compute_dtype(query.dtype), _compute_dtype(gallery.dtype))
         return _as_set(query).shape[1] * _as_set(gallery).shape[1] * dtype.itemsize
 
+    def gemm_operands(self, emb: Embedding, side: str) -> torch.Tensor:
+        """The vectors (N · K, D) in the compute precision (K = 1 for points)."""
+        self.check(emb, emb)
+        x = _as_set(emb)
+        return x.reshape(-1, x.shape[-1]).to(_compute_dtype(emb.dtype))
+
+    def gemm_epilogue(self, products: torch.Tensor, n: int, m: int) -> torch.Tensor:
+        """Points: the products are the scores; sets: the max over each pair's K × K' products."""
+        k, kg = products.shape[0] // max(n, 1), products.shape[1] // max(m, 1)
+        return products if k == kg == 1 else products.view(n, k, m, kg).amax(dim=(1, 3))
+
     def search_vectors(self, emb: Embedding, role: str) -> SearchVectors:
         """The vectors as given, K rows per item: the best row pair's product is the score (exact)."""
         self.check(emb, emb)

@@ -134,12 +134,21 @@ TOPK_SLOT_BYTES = 80
 _LOW_MAX = (1 << 32) - 1
 
 
+#: the largest block :func:`topk` prefers (the budget ``max_bytes`` may lower it)
+TOPK_HOT_BYTES = 256 << 20
+#: the most gallery columns per :func:`topk` block when the budget allows (wide enough for the
+#: group prefilter of :func:`block_topk`, narrow enough that a tall block stays small)
+TOPK_COLS = 8192
+
+
 def plan_topk(n: int, m: int, k: int, pair_bytes: int, max_bytes: int, min_block: int = MIN_BLOCK) -> ChunkPlan:
     """Block shape for :func:`topk`: ``rows × (cols × per_pair + k × TOPK_SLOT_BYTES) <= max_bytes``.
 
     ``per_pair`` is the larger of the similarity's own ``pair_bytes`` (its forward pass, output
     included) and :data:`TOPK_PAIR_BYTES` (reducing the block to its top k happens after the forward's
-    intermediates are freed).  Whole gallery rows are preferred, as in :func:`plan_chunks`.
+    intermediates are freed).  Preferred: up to :data:`TOPK_COLS` columns (evened, see
+    :func:`even_size`) and as many rows as :data:`TOPK_HOT_BYTES` admits; past that, whole gallery rows
+    as in :func:`plan_chunks`, then fewer columns.
     """
     if max_bytes <= 0:
         raise ValueError(f"max_bytes must be positive, got {max_bytes}")
@@ -154,6 +163,12 @@ def plan_topk(n: int, m: int, k: int, pair_bytes: int, max_bytes: int, min_block
             f"({min_rows} × {min_cols} pairs at {per_pair} bytes per pair, plus {k} kept items per row "
             f"at {TOPK_SLOT_BYTES} bytes each)"
         )
+    # preferred: blocks of at most TOPK_COLS columns and TOPK_HOT_BYTES (a larger block multiplies
+    # no faster, and a fresh one pays a page fault per 4 KiB on first touch)
+    cols = even_size(m, TOPK_COLS, min_block)
+    rows = min(max_bytes, TOPK_HOT_BYTES) // (cols * per_pair + per_row)
+    if rows >= min_rows:
+        return ChunkPlan(rows=even_size(n, rows, min_block), cols=cols, pair_bytes=per_pair, row_bytes=per_row)
     full_row = m * per_pair + per_row
     if max_bytes >= min_rows * full_row:
         rows = even_size(n, max_bytes // full_row, min_block)
@@ -192,26 +207,91 @@ def key_index(keys: torch.Tensor) -> torch.Tensor:
     return _LOW_MAX - (keys & _LOW_MAX)
 
 
-def block_topk(block: torch.Tensor, k: int, first_index: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sort keys and scores (R, min(k, C)), best first, of the k best columns of each row of a score block.
+#: columns per group of :func:`block_topk`'s prefilter (a reduction over 32 contiguous floats vectorises)
+TOPK_GROUP = 32
+
+
+def block_topk(
+    block: torch.Tensor, k: int, first_index: int, floor: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sort keys and scores (R, ≤ min(k, C)), best first, of the k best columns of each row of a score block.
 
     The same items as a stable descending sort's first k (column j is gallery item
-    ``first_index + j``).  Usually a single ``torch.topk`` of k + 1 on the scores, with no working
+    ``first_index + j``).  Wide row-contiguous blocks are first narrowed to candidates
+    (:func:`_group_candidates`); then usually a single ``torch.topk`` of k + 1, with no working
     memory per pair: its choice among equal scores is arbitrary, which only matters when the k-th
-    score equals the (k+1)-th (or is NaN); then the block goes through :func:`sort_keys` (12 bytes
+    score equals the (k+1)-th (or is NaN); then the scores go through :func:`sort_keys` (12 bytes
     per pair besides the block).
+
+    ``floor`` (R,), when given, is the k-th best score a running top k of these rows already holds,
+    from gallery items before ``first_index``: an item of the block scoring at most that can never
+    enter it (a tie ranks after, by its higher index), so it may be left out of the result, which
+    then has fewer than k columns (none, when nothing beats the floor).  Merged with that running
+    top k, the result gives the same top k as the whole block would.
     """
     k = min(k, block.shape[1])
-    vals, pos = block.topk(min(k + 1, block.shape[1]), dim=1)
+    cols = _group_candidates(block, k, floor)
+    if cols is None:
+        return _exact_topk(block, k, first_index)
+    if cols.shape[1] == 0:
+        empty = torch.empty(block.shape[0], 0, device=block.device)
+        return empty.long(), empty
+    return _exact_topk(block.gather(1, cols), k, cols + first_index)
+
+
+def _group_candidates(block: torch.Tensor, k: int, floor: torch.Tensor | None) -> torch.Tensor | None:
+    """(R, c) columns of each row that hold every score of its top k + 1 and everything tied with the
+    (k+1)-th, except scores at most ``floor``; None where narrowing does not pay or cannot be proven.
+
+    Columns are cut into groups of :data:`TOPK_GROUP` (a shorter tail group is always kept).  A row
+    keeps either every group whose maximum is above its floor (at most k + 1 such groups: every
+    dropped score is at most the floor), or its k + 1 groups of highest maximum, when the (k+2)-th
+    maximum is strictly below the (k+1)-th: then k + 1 kept maxima are strictly above every dropped
+    score, so the k + 1 best scores and all their ties lie in the kept groups.  NaN maxima (NaN ranks
+    first) or tied ones fail the check and return None.
+    """
+    rows, width = block.shape
+    groups = width // TOPK_GROUP
+    if rows == 0 or groups < 4 * (k + 2) or block.stride(1) != 1:
+        return None
+    maxima = block[:, : groups * TOPK_GROUP].unflatten(1, (groups, TOPK_GROUP)).amax(2)
+    if floor is None:
+        live, most = None, groups
+    else:
+        if bool(torch.isnan(maxima).any()):
+            return None
+        live = (maxima > floor[:, None]).sum(1)
+        most = int(live.max())
+    keep = min(k + 1, most)
+    if most > k + 1:  # some rows keep k + 1 groups by the gap between the (k+1)-th and (k+2)-th maxima
+        best, which = maxima.topk(k + 2, dim=1)
+        gap = best[:, k] > best[:, k + 1]
+        if not bool((gap if live is None else gap | (live <= k + 1)).all()):
+            return None
+    else:
+        which = maxima.topk(keep, dim=1).indices
+    offsets = torch.arange(TOPK_GROUP, device=block.device)
+    cols = (which[:, :keep, None] * TOPK_GROUP + offsets).flatten(1)
+    tail = torch.arange(groups * TOPK_GROUP, width, device=block.device)
+    return torch.cat([cols, tail.expand(rows, -1)], 1) if len(tail) else cols
+
+
+def _exact_topk(
+    scores: torch.Tensor, k: int, index: int | torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`block_topk` without the prefilter; ``index`` is as in :func:`sort_keys`."""
+    k = min(k, scores.shape[1])
+    vals, pos = scores.topk(min(k + 1, scores.shape[1]), dim=1)
     if vals.shape[1] == k or bool((vals[:, k] < vals[:, k - 1]).all()):  # nothing tied across the cut
         vals, pos = vals[:, :k], pos[:, :k]
-        keys, order = sort_keys(vals, pos + first_index).sort(dim=1, descending=True)  # order within ties
+        where = pos + index if isinstance(index, int) else index.gather(1, pos)
+        keys, order = sort_keys(vals, where).sort(dim=1, descending=True)  # order within ties
         return keys, vals.gather(1, order)
     del vals, pos
-    keys = sort_keys(block, first_index)
+    keys = sort_keys(scores, index)
     top, pos = keys.topk(k, dim=1)
     del keys
-    return top, block.gather(1, pos)
+    return top, scores.gather(1, pos)
 
 
 @torch.no_grad()
@@ -252,8 +332,9 @@ def topk(
             run_key: torch.Tensor | None = None
             run_s: torch.Tensor | None = None
             for c, c_new in plan.spans(m, plan.cols):
-                block = scorer.block(rows, slice(c, c + plan.cols))[:, c_new - c :]  # skip overlapped columns
-                blk_key, blk_s = block_topk(block, k, c_new)
+                block = scorer.block(rows, slice(c, c + plan.cols), reuse=True)[:, c_new - c :]  # skip overlapped columns
+                floor = run_s[:, -1] if run_s is not None and run_s.shape[1] == k else None
+                blk_key, blk_s = block_topk(block, k, c_new, floor)
                 del block
                 if run_key is None:
                     run_key, run_s = blk_key, blk_s

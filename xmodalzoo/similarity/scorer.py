@@ -11,6 +11,7 @@ import torch
 
 from ..embeddings import Embedding
 from .base import Similarity
+from .gemm import matmul_t
 
 
 class BlockScorer:
@@ -19,6 +20,7 @@ class BlockScorer:
     def __init__(self, sim: Similarity, query: Embedding, gallery: Embedding) -> None:
         self.sim, self.query, self.gallery = sim, query, gallery
         self.n, self.m = len(query), len(gallery)
+        self._buffer: torch.Tensor | None = None  # the product buffer of block(..., reuse=True)
         a = sim.gemm_operands(query, "query")
         b = sim.gemm_operands(gallery, "gallery") if a is not None else None
         if a is None or b is None:
@@ -30,6 +32,9 @@ class BlockScorer:
                 f"{type(sim).__name__}.gemm_operands gave {tuple(a.shape)} and {tuple(b.shape)} for "
                 f"{self.n} queries and {self.m} gallery items: expected (items·K, D') with the same D'"
             )
+        if a.dtype != b.dtype:  # e.g. float64 queries against a float32 gallery: as forward would
+            dtype = torch.promote_types(a.dtype, b.dtype)
+            a, b = a.to(dtype), b.to(dtype)
         self.a, self.b = a, b
         self.kq, self.kg = a.shape[0] // max(self.n, 1), b.shape[0] // max(self.m, 1)
 
@@ -38,13 +43,27 @@ class BlockScorer:
         """Whether blocks go through the similarity's declared GEMM form."""
         return self.a is not None
 
-    def block(self, rows: slice, cols: slice) -> torch.Tensor:
-        """(len(rows), len(cols)) float32 scores of queries ``rows`` × gallery items ``cols`` (step-1 slices)."""
+    def block(self, rows: slice, cols: slice, reuse: bool = False) -> torch.Tensor:
+        """(len(rows), len(cols)) float32 scores of queries ``rows`` × gallery items ``cols`` (step-1 slices).
+
+        With ``reuse``, the GEMM's product is written into one buffer the scorer keeps (grown as
+        needed) instead of a fresh allocation: the caller must be done with a block before asking
+        for the next.  Large fresh CPU buffers cost a page fault per 4 KiB on first touch, which for
+        a whole-row block is a sizeable share of its GEMM.
+        """
         if self.a is None or self.b is None:
             return self.sim(self.query[rows], self.gallery[cols]).float()
         r0, r1, _ = rows.indices(self.n)
         c0, c1, _ = cols.indices(self.m)
-        prod = self.a[r0 * self.kq : r1 * self.kq] @ self.b[c0 * self.kg : c1 * self.kg].t()
+        a, b = self.a[r0 * self.kq : r1 * self.kq], self.b[c0 * self.kg : c1 * self.kg]
+        if reuse:
+            size = a.shape[0] * b.shape[0]
+            if self._buffer is None or self._buffer.numel() < size:
+                self._buffer = None  # free the old one first
+                self._buffer = torch.empty(size, dtype=torch.result_type(a, b), device=a.device)
+            prod = matmul_t(a, b, out=self._buffer[:size].view(a.shape[0], b.shape[0]))
+        else:
+            prod = matmul_t(a, b)
         return self.sim.gemm_epilogue(prod, r1 - r0, c1 - c0).float()
 
     def _gathered(self, qi: torch.Tensor, gi: torch.Tensor) -> torch.Tensor:
@@ -52,7 +71,7 @@ class BlockScorer:
             return self.sim(self.query[qi], self.gallery[gi]).float()
         a = self.a.view(self.n, self.kq, -1)[qi].reshape(len(qi) * self.kq, -1)
         b = self.b.view(self.m, self.kg, -1)[gi].reshape(len(gi) * self.kg, -1)
-        return self.sim.gemm_epilogue(a @ b.t(), len(qi), len(gi)).float()
+        return self.sim.gemm_epilogue(matmul_t(a, b), len(qi), len(gi)).float()
 
     def pairs(self, qi: torch.Tensor, gi: torch.Tensor, width: int = 256, min_block: int = 16) -> torch.Tensor:
         """(P,) scores of the pairs (query ``qi[p]``, gallery item ``gi[p]``).
