@@ -10,6 +10,7 @@ HNSW against brute force on the smaller gallery.
 
     python benchmarks/search_speed.py                      # the table in docs/results.md
     python benchmarks/search_speed.py --sizes 25000 --rounds 1
+    XMODALZOO_CPU_GEMM=numpy python benchmarks/search_speed.py   # the zoo's products through numpy's BLAS
 """
 from __future__ import annotations
 
@@ -67,6 +68,7 @@ def main() -> None:
     from xmodalzoo.embeddings import PointEmbedding
     from xmodalzoo.similarity.dot import Dot
     from xmodalzoo.similarity.engine import topk
+    from xmodalzoo.similarity.gemm import cpu_backend
 
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
@@ -74,7 +76,8 @@ def main() -> None:
     queries = torch.nn.functional.normalize(torch.randn(args.queries, args.dim, generator=gen), dim=-1)
     q_np = queries.numpy()
     print(f"top-{args.k}, {args.queries} queries, D = {args.dim}, {args.threads} threads "
-          f"(torch {torch.get_num_threads()}, faiss {faiss.omp_get_max_threads()}), min of {args.rounds} interleaved rounds")
+          f"(torch {torch.get_num_threads()}, faiss {faiss.omp_get_max_threads()}), min of {args.rounds} interleaved rounds; "
+          f"zoo CPU GEMM backend {cpu_backend()} (XMODALZOO_CPU_GEMM)")
     print(f"{'gallery':>9}  {'method':<24} {'seconds':>8} {'queries/s':>10} {'peak MiB':>9}")
     for m in args.sizes:
         gallery = torch.nn.functional.normalize(torch.randn(m, args.dim, generator=gen), dim=-1)
