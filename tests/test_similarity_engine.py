@@ -355,3 +355,30 @@ def test_scorer_pairs_equal_the_score_matrix(order):
     for width in (16, 80, 256):
         got = scorer.pairs(c2i, captions, width=width)
         assert torch.allclose(got, full[c2i, captions], atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_running_topk_skips_rows_below_their_floor_and_keeps_the_stable_order(seed):
+    """Blocks merged left to right: after the first, only a few rows beat their floor (the reduced-rows
+    path), one block beats no floor at all, some scores tie the floor exactly and a late NaN must
+    still enter (NaN ranks first); the result is the first k of a stable descending sort, by a loop."""
+    from xmodalzoo.similarity.engine import RunningTopK
+
+    gen = torch.Generator().manual_seed(seed)
+    n, width, blocks, k = 40, 160, 6, 4
+    scores = torch.randint(0, 6, (n, width * blocks), generator=gen).float()  # many ties
+    scores[:, width:] -= 10  # later blocks lose, but for a few rows ...
+    lucky = torch.randperm(n, generator=gen)[:5]
+    scores[lucky, 3 * width + 7] = 100.0
+    scores[lucky[0], 4 * width + 3] = float("nan")
+    scores[:, 2 * width : 3 * width] = -50.0  # a block that beats no floor
+    scores[lucky[1], 5 * width : 5 * width + 20] = scores[lucky[1], :width].topk(k).values[-1]  # ties the floor
+    top = RunningTopK(k, n)
+    for b in range(blocks):
+        top.merge(slice(0, n), scores[:, b * width : (b + 1) * width], b * width)
+    for q in range(n):
+        row = scores[q].tolist()
+        order = sorted(range(len(row)), key=lambda j: (0 if row[j] != row[j] else 1, -row[j] if row[j] == row[j] else 0, j))
+        assert top.indices()[q].tolist() == order[:k]
+        want = [row[j] for j in order[:k]]
+        assert all((a != a and b != b) or a == b for a, b in zip(top.scores[q].tolist(), want))

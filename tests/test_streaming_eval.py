@@ -86,8 +86,8 @@ def test_one_positive_per_query_takes_precision_from_the_ranks(caps_per_img, mon
     own = torch.arange(23)[None, :] == c2i[:, None]
     (want, want_ranks), scores = reference(Cosine(), img, cap, c2i, own, None, None)
     merged = []
-    real_merge = streaming._TopState.merge
-    monkeypatch.setattr(streaming._TopState, "merge", lambda self, q, b, g0: merged.append(len(self.keys)) or
+    real_merge = streaming.RunningTopK.merge
+    monkeypatch.setattr(streaming.RunningTopK, "merge", lambda self, q, b, g0: merged.append(len(self.keys)) or
                         real_merge(self, q, b, g0))
     got, ranks = stream_fold_metrics(Cosine(), img, cap, c2i, positives=own, hot_bytes=6_000)
     # one caption per image: no top k at all; three: only i2t (23 images, 69 captions) keeps one
@@ -112,6 +112,32 @@ def test_thresholds_at_special_floats_count_their_ties():
         got, ranks = stream_fold_metrics(Dot(), img, cap, c2i, positives=own, hot_bytes=hot)
         assert torch.equal(ranks["i2t"], want_ranks["i2t"]) and torch.equal(ranks["t2i"], want_ranks["t2i"])
         assert got == want
+
+
+@pytest.mark.parametrize("qdim", [0, 1])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_block_count_equals_a_loop_over_items(qdim, seed):
+    """The per-block count of items ranked before each threshold (score higher, or equal with a lower
+    index) against a loop: few distinct scores (many ties on both sides of the threshold item),
+    thresholds at special floats, threshold indices before, inside and past the block."""
+    gen = torch.Generator().manual_seed(seed)
+    special = torch.tensor([0.0, -0.0, 1e-40, -1e-40, math.inf, -math.inf, math.nan, 0.5, -0.5, 1.0])
+    queries, gallery, g0 = 23, 17, 40
+    shape = (queries, gallery) if qdim == 0 else (gallery, queries)
+    blk = special[torch.randint(0, len(special), shape, generator=gen)]
+    value = special[torch.randint(0, len(special), (queries,), generator=gen)]
+    first = torch.randint(g0 - 5, g0 + gallery + 5, (queries,), generator=gen)
+    inside = (first >= g0) & (first < g0 + gallery)
+    rows = inside.nonzero()[:, 0]  # a query's own threshold item scores its threshold, as a rule
+    own = (rows, first[rows] - g0) if qdim == 0 else (first[rows] - g0, rows)
+    keep = torch.rand(len(rows), generator=gen) < 0.8
+    blk[own[0][keep], own[1][keep]] = value[rows[keep]]
+    thr = streaming._Thresholds(value, first)
+    got = streaming._count_before(blk, thr, slice(0, queries), g0, qdim, torch.empty(shape))
+    s = blk if qdim == 0 else blk.t()
+    want = [sum(1 for j in range(gallery) if s[q, j] > value[q] or (s[q, j] == value[q] and g0 + j < first[q]))
+            for q in range(queries)]
+    assert got.tolist() == want
 
 
 # ------------------------------------------------------------------------------------ brute force

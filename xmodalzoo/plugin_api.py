@@ -24,6 +24,7 @@ from .losses.triplet import TripletConfig, TripletLoss
 from .method import Method, MethodConfig, assemble_method
 from .registry import Registrar
 from .similarity.base import SearchVectors, Similarity
+from .similarity.reduce import ordered_sum
 
 __all__ = [
     # registration
@@ -49,6 +50,7 @@ __all__ = [
     # similarities
     "Similarity",
     "SearchVectors",
+    "ordered_sum",
     # losses
     "Loss",
     "LossContext",

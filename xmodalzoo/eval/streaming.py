@@ -13,9 +13,11 @@ block at a time, and each block updates, for both directions (i2t reads rows, t2
   thresholds, so the ranks are always those of the block scores.
 * **top-R selection** for R-Precision, mAP@R and PMRP: a running top k per query (k = the direction's
   largest number of positives), merged block by block on unique sort keys
-  (:func:`~xmodalzoo.similarity.engine.block_topk`), equal to the first k of a full stable sort.
+  (:class:`~xmodalzoo.similarity.engine.RunningTopK`), equal to the first k of a full stable sort.
+  Once a query's top k is full, its k-th score is a floor: block rows that cannot beat it are skipped.
 
-Working memory: one block (its scores and comparison masks), bounded by ``max_bytes`` and by
+Working memory: one block (its scores, reused from block to block, and one float32 comparison
+buffer), bounded by ``max_bytes`` and by
 :data:`HOT_BLOCK_BYTES`, plus O(N + M) per-query state (thresholds, counts, the running top k).
 """
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ..embeddings import Embedding
 from ..errors import RecipeError
 from ..similarity.base import Similarity
 from ..similarity.engine import (
-    MIN_BLOCK, TOPK_PAIR_BYTES, TOPK_SLOT_BYTES, ChunkPlan, block_topk, even_size, key_index,
+    MIN_BLOCK, TOPK_PAIR_BYTES, TOPK_SLOT_BYTES, ChunkPlan, RunningTopK, even_size,
 )
 from ..similarity.scorer import BlockScorer, prepare_scorer
 from . import metrics as M
@@ -40,10 +42,10 @@ from .summary import summarise_fold
 #: largest working memory of one block (scores plus masks), so that its metrics are taken while it is
 #: still in the CPU's cache; the evaluation budget ``max_bytes`` lowers it further
 HOT_BLOCK_BYTES = 32 << 20
+#: bytes per pair of the float32 buffer the rank counts compare into (one, reused block to block)
+COUNT_PAIR_BYTES = 4
 #: gallery columns per block, when the budget allows
 BLOCK_COLS = 1024
-#: below every sort key (:func:`~xmodalzoo.similarity.engine.sort_keys`): fills the running top k
-_NO_KEY = torch.iinfo(torch.int64).min
 
 
 def plan_stream(
@@ -52,14 +54,15 @@ def plan_stream(
     """Equal-shaped blocks for :func:`stream_fold_metrics`.
 
     One block needs ``rows × cols × per_pair + rows × k_rows × S + cols × k_cols × S`` bytes (per_pair
-    = the larger of the similarity's ``pair_bytes`` and the engine's top-k bytes per pair, S = the
-    engine's bytes per kept top-k slot), at most ``min(max_bytes, hot_bytes)``; columns first
-    (up to :data:`BLOCK_COLS`), then as many rows as fit; both evened (:func:`~xmodalzoo.similarity.engine.even_size`).
+    = the larger of the similarity's ``pair_bytes`` and the engine's top-k bytes per pair, plus the
+    :data:`COUNT_PAIR_BYTES` of the rank counts' buffer; S = the engine's bytes per kept top-k slot),
+    at most ``min(max_bytes, hot_bytes)``; columns first (up to :data:`BLOCK_COLS`), then as many rows
+    as fit; both evened (:func:`~xmodalzoo.similarity.engine.even_size`).
     """
     if max_bytes <= 0:
         raise ValueError(f"max_bytes must be positive, got {max_bytes}")
     n, m = max(n, 1), max(m, 1)
-    per_pair = max(int(pair_bytes), TOPK_PAIR_BYTES)
+    per_pair = max(int(pair_bytes), TOPK_PAIR_BYTES) + COUNT_PAIR_BYTES
     budget = min(max_bytes, max(hot_bytes, 1))
     min_rows, min_cols = min(n, MIN_BLOCK), min(m, MIN_BLOCK)
     cols = even_size(m, max(BLOCK_COLS, min_cols))
@@ -120,11 +123,14 @@ def _image_thresholds(own: torch.Tensor, c2i: torch.Tensor, n_img: int) -> _Thre
 _TINY = torch.finfo(torch.float32).tiny
 
 
-def _count_before(blk: torch.Tensor, thr: _Thresholds, queries: slice, g0: int, qdim: int) -> torch.Tensor:
+def _count_before(
+    blk: torch.Tensor, thr: _Thresholds, queries: slice, g0: int, qdim: int, scratch: torch.Tensor
+) -> torch.Tensor:
     """Per query of the block (along ``qdim``): the items of this block ranked before its threshold.
 
-    ``blk`` holds gallery items ``g0, g0 + 1, ...`` along the other dimension.  Comparisons with NaN
-    are false, as in :func:`~xmodalzoo.eval.metrics.first_positive_ranks`.
+    ``blk`` holds gallery items ``g0, g0 + 1, ...`` along the other dimension; ``scratch`` is a
+    float32 tensor of its shape, overwritten.  Comparisons with NaN are false, as in
+    :func:`~xmodalzoo.eval.metrics.first_positive_ranks`.
 
     One comparison per score: for a query whose threshold index lies past the block, every tie ranks
     before it, and ``score >= value`` is taken as ``score > nextafter(value, -inf)`` (exact for every
@@ -137,40 +143,56 @@ def _count_before(blk: torch.Tensor, thr: _Thresholds, queries: slice, g0: int, 
     past = first >= g0 + size
     step = past & (value.abs() >= _TINY) & (value != -math.inf)
     cut = torch.where(step, torch.nextafter(value, value.new_tensor(-math.inf)), value)
-    # counting bytes into int32 is several times faster than summing a bool mask into int64
-    before = (blk > (cut[:, None] if qdim == 0 else cut[None, :])).view(torch.uint8).sum(gdim, dtype=torch.int32)
-    before = before.long()
+    # comparing into float32 and summing floats is several times faster than through a bool mask; the
+    # sums are integers, exact in float32 while below 2**24
+    above = torch.gt(blk, cut[:, None] if qdim == 0 else cut[None, :], out=scratch)
+    before = above.sum(gdim, dtype=torch.float32 if size < 1 << 24 else torch.float64).long()
     tied = ((first > g0) & ~step).nonzero()[:, 0]  # ties at indices g0 .. first - 1 still to count
     if len(tied):
         lo, hi = int(tied[0]), int(tied[-1]) + 1
-        sub = blk.narrow(qdim, lo, hi - lo)  # usually a contiguous run of queries: a view, no copy
-        v = value[lo:hi]
-        ties = (sub == (v[:, None] if qdim == 0 else v[None, :])).nonzero()
-        q, g = ties[:, qdim] + lo, ties[:, gdim] + g0
-        q = q[(g < first[q]) & ~step[q]]
-        before.index_add_(0, q, torch.ones_like(q))
+        before[lo:hi] += _count_ties(blk, scratch, value, first, step, lo, hi, g0, qdim)
     return before
+
+
+def _count_ties(
+    blk: torch.Tensor, scratch: torch.Tensor, value: torch.Tensor, first: torch.Tensor, step: torch.Tensor,
+    lo: int, hi: int, g0: int, qdim: int,
+) -> torch.Tensor:
+    """For queries ``lo .. hi - 1`` of :func:`_count_before`: the ties with their threshold at gallery
+    indices ``g0 .. first - 1`` of the block (0 for the queries it already counted exactly).
+
+    Ties are counted, not located: a query whose threshold item lies past the block counts them all;
+    one whose threshold item lies inside it has that item as its only tie, as a rule, and then none
+    before it.  Only the queries with other ties have their positions looked up.
+    """
+    gdim = 1 - qdim
+    size = blk.shape[gdim]
+    sub = blk.narrow(qdim, lo, hi - lo)  # usually a contiguous run of queries: a view, no copy
+    v, f = value[lo:hi], first[lo:hi]
+    wanted = (f > g0) & ~step[lo:hi]
+    eq = torch.eq(sub, v[:, None] if qdim == 0 else v[None, :], out=scratch.narrow(qdim, lo, hi - lo))
+    ties = eq.sum(gdim, dtype=torch.float32 if size < 1 << 24 else torch.float64).long()
+    inside = wanted & (f < g0 + size)
+    if not bool(inside.any()):
+        return torch.where(wanted, ties, 0)
+    q_in = inside.nonzero()[:, 0]
+    own = sub[q_in, f[q_in] - g0] if qdim == 0 else sub[f[q_in] - g0, q_in]
+    others = ties.clone()
+    others[q_in] -= (own == v[q_in]).long()
+    out = torch.where(wanted & ~inside, ties, 0)
+    located = inside & (others > 0)  # ties besides the threshold item: which side of it are they?
+    which = located.nonzero()[:, 0]
+    if len(which):
+        vl = v[which]
+        at = (sub.index_select(qdim, which) == (vl[:, None] if qdim == 0 else vl[None, :])).nonzero()
+        q, g = which[at[:, qdim]], at[:, gdim] + g0
+        q = q[g < f[q]]
+        out.index_add_(0, q, torch.ones_like(q))
+    return out
 
 
 def _same_scores(a: torch.Tensor, b: torch.Tensor) -> bool:
     return bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all())
-
-
-@dataclass
-class _TopState:
-    """The running top k (sort keys, best first) of every query of one direction."""
-
-    k: int
-    keys: torch.Tensor
-
-    def merge(self, queries: slice, block: torch.Tensor, g0: int) -> None:
-        """Merge ``block`` (queries × gallery items ``g0, g0 + 1, ...``) into the queries' top k."""
-        blk_key, _ = block_topk(block, self.k, g0)
-        keys = torch.cat([self.keys[queries], blk_key], 1)
-        self.keys[queries] = keys.topk(self.k, dim=1).values
-
-    def indices(self) -> torch.Tensor:
-        return key_index(self.keys)
 
 
 def _label_counts(
@@ -347,15 +369,18 @@ def _stream(
     k_rows = directions["i2t"].k if "i2t" in directions else 0
     k_cols = directions["t2i"].k if "t2i" in directions else 0
     plan = plan_stream(n, m, pair_bytes, k_rows, k_cols, max_bytes, hot_bytes)
-    tops = {name: _TopState(d.k, torch.full((n if name == "i2t" else m, d.k), _NO_KEY, device=device))
+    tops = {name: RunningTopK(d.k, n if name == "i2t" else m, device)
             for name, d in directions.items() if d.needs_top}
     before = {"i2t": torch.zeros(n, dtype=torch.long, device=device),
               "t2i": torch.zeros(m, dtype=torch.long, device=device)}
     exact = torch.empty_like(approx)
 
+    scratch = torch.empty(plan.rows * plan.cols, device=device)
+
     def count(blk: torch.Tensor, rows: slice, cols: slice, thr: dict[str, _Thresholds]) -> None:
-        before["i2t"][rows] += _count_before(blk, thr["i2t"], rows, cols.start, qdim=0)
-        before["t2i"][cols] += _count_before(blk, thr["t2i"], cols, rows.start, qdim=1)
+        above = scratch[: blk.numel()].view(blk.shape)
+        before["i2t"][rows] += _count_before(blk, thr["i2t"], rows, cols.start, 0, above)
+        before["t2i"][cols] += _count_before(blk, thr["t2i"], cols, rows.start, 1, above)
 
     def merge(blk: torch.Tensor, rows: slice, cols: slice, names: Sequence[str]) -> None:
         if "i2t" in names:
@@ -366,7 +391,7 @@ def _stream(
     from_ranks = [name for name, d in directions.items() if not d.needs_top]
     nan_seen = torch.zeros((), dtype=torch.bool, device=device)
     for r, r_new, c, c_new in _blocks(plan, n, m):
-        blk = scorer.block(slice(r, r + plan.rows), slice(c, c + plan.cols))[r_new - r :, c_new - c :]
+        blk = scorer.block(slice(r, r + plan.rows), slice(c, c + plan.cols), reuse=True)[r_new - r :, c_new - c :]
         rows, cols = slice(r_new, r + plan.rows), slice(c_new, c + plan.cols)
         count(blk, rows, cols, thresholds)
         own = c2i[cols]
@@ -382,14 +407,14 @@ def _stream(
     late = from_ranks if bool(nan_seen) else []
     for name in late:
         directions[name].from_ranks = False
-        tops[name] = _TopState(1, torch.full((n if name == "i2t" else m, 1), _NO_KEY, device=device))
+        tops[name] = RunningTopK(1, n if name == "i2t" else m, device)
     if recount:
         thresholds = {"i2t": _image_thresholds(exact, c2i, n), "t2i": _Thresholds(exact, c2i)}
         for counts in before.values():
             counts.zero_()
     if recount or late:
         for r, r_new, c, c_new in _blocks(plan, n, m):
-            blk = scorer.block(slice(r, r + plan.rows), slice(c, c + plan.cols))[r_new - r :, c_new - c :]
+            blk = scorer.block(slice(r, r + plan.rows), slice(c, c + plan.cols), reuse=True)[r_new - r :, c_new - c :]
             rows, cols = slice(r_new, r + plan.rows), slice(c_new, c + plan.cols)
             if recount:
                 count(blk, rows, cols, thresholds)

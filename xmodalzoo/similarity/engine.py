@@ -6,6 +6,7 @@ There is no Python loop over single queries; blocks are as large as the budget a
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -294,6 +295,51 @@ def _exact_topk(
     return top, scores.gather(1, pos)
 
 
+#: below every sort key (:func:`sort_keys`): fills the empty slots of a :class:`RunningTopK`
+NO_KEY = torch.iinfo(torch.int64).min
+
+
+class RunningTopK:
+    """The running top k of every query (sort keys best first, and their scores), merged block by block.
+
+    Each query must see its gallery in increasing index order (blocks of later items after earlier
+    ones).  Then, once a query's top k is full, its k-th score is a floor that no later item at or
+    below it can pass (a tie ranks after it, by its higher index): a block none of whose rows beats
+    its floor is skipped, one where few rows do is reduced to those rows, and :func:`block_topk`
+    narrows every row to the groups above its floor.
+    """
+
+    def __init__(self, k: int, queries: int, device: torch.device | str = "cpu") -> None:
+        self.k = k
+        self.keys = torch.full((queries, k), NO_KEY, dtype=torch.long, device=device)
+        self.scores = torch.full((queries, k), -math.inf, device=device)
+
+    def merge(self, queries: slice, block: torch.Tensor, g0: int) -> None:
+        """Merge ``block`` (queries × gallery items ``g0, g0 + 1, ...``) into the queries' top k."""
+        run_key, run_s = self.keys[queries], self.scores[queries]
+        floor = run_s[:, -1] if bool((run_key[:, -1] != NO_KEY).all()) else None
+        rows: torch.Tensor | None = None
+        if floor is not None:
+            # only rows with a score above their floor can change (NaN, ranking first, counts as above)
+            live = (~(block.amax(1) <= floor)).nonzero()[:, 0]
+            if len(live) == 0:
+                return
+            if 4 * len(live) <= len(floor):  # copying the live rows out pays when few are left
+                rows, block, floor = live, block.index_select(0, live), floor[live]
+                run_key, run_s = run_key[rows], run_s[rows]
+        blk_key, blk_s = block_topk(block, self.k, g0, floor)
+        if blk_key.shape[1] == 0:
+            return
+        top, pos = torch.cat([run_key, blk_key], 1).topk(self.k, dim=1)
+        at = queries if rows is None else rows + (queries.start or 0)
+        self.keys[at] = top
+        self.scores[at] = torch.cat([run_s, blk_s], 1).gather(1, pos)
+
+    def indices(self) -> torch.Tensor:
+        """(queries, k) gallery indices, best first."""
+        return key_index(self.keys)
+
+
 @torch.no_grad()
 def topk(
     sim: Similarity,
@@ -327,26 +373,13 @@ def topk(
         if m > _LOW_MAX:
             raise ValueError(f"topk supports galleries of up to {_LOW_MAX} items, got {m}")
         plan = plan_topk(n, m, k, sim.pair_bytes(scorer.query, scorer.gallery), max_bytes)
-        for r, _ in plan.spans(n, plan.rows):
-            rows = slice(r, r + plan.rows)
-            run_key: torch.Tensor | None = None
-            run_s: torch.Tensor | None = None
+        top = RunningTopK(k, n, device)
+        for r, r_new in plan.spans(n, plan.rows):
+            rows = slice(r_new, r + plan.rows)  # overlapped rows are done
             for c, c_new in plan.spans(m, plan.cols):
-                block = scorer.block(rows, slice(c, c + plan.cols), reuse=True)[:, c_new - c :]  # skip overlapped columns
-                floor = run_s[:, -1] if run_s is not None and run_s.shape[1] == k else None
-                blk_key, blk_s = block_topk(block, k, c_new, floor)
+                block = scorer.block(slice(r, r + plan.rows), slice(c, c + plan.cols), reuse=True)
+                top.merge(rows, block[r_new - r :, c_new - c :], c_new)  # skip overlapped columns
                 del block
-                if run_key is None:
-                    run_key, run_s = blk_key, blk_s
-                    continue
-                assert run_s is not None
-                keys = torch.cat([run_key, blk_key], 1)
-                run_key, pos = keys.topk(min(k, keys.shape[1]), dim=1)
-                del keys
-                run_s = torch.cat([run_s, blk_s], 1).gather(1, pos)
-                del blk_key, blk_s, pos
-            assert run_key is not None and run_s is not None
-            best_s[rows], best_i[rows] = run_s, key_index(run_key)
-        return best_s, best_i
+        return top.scores, top.indices()
     finally:
         sim.train(was_training)

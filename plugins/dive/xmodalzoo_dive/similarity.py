@@ -15,7 +15,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from xmodalzoo.plugin_api import ComponentConfig, Embedding, PointEmbedding, SearchVectors, SetEmbedding, Similarity
+from xmodalzoo.plugin_api import (
+    ComponentConfig, Embedding, PointEmbedding, SearchVectors, SetEmbedding, Similarity, ordered_sum,
+)
 
 
 def set_vectors(emb: Embedding) -> torch.Tensor:
@@ -89,8 +91,10 @@ def two_way_logsumexp_shifted(logits: torch.Tensor, scale: float, top: float) ->
     """
     k, kg = logits.shape[1], logits.shape[3]
     e = logits.sub_(top).exp_()
-    rows = e.sum(3).log_().sum(1).add_(top * k)  # Σ_x log Σ_y exp(ℓ)
-    cols = e.sum(1).log_().sum(2).add_(top * kg)  # Σ_y log Σ_x exp(ℓ)
+    # sums over the short axes as ordered adds: block-shape independent, and far faster than a
+    # reduction over an innermost axis of K' = 4
+    rows = ordered_sum(e, 3).log_().sum(1).add_(top * k)  # Σ_x log Σ_y exp(ℓ)
+    cols = ordered_sum(ordered_sum(e, 1).log_(), 2).add_(top * kg)  # Σ_y log Σ_x exp(ℓ)
     return rows.div_(scale * k).add_(cols.div_(scale * kg)).div_(2)
 
 

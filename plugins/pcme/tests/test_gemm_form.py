@@ -21,7 +21,8 @@ def test_csd_gemm_form_equals_the_formula():
     q, g = gaussians(5, 4, 0), gaussians(7, 4, 1)
     scorer = prepare_scorer(sim, q, g, torch.device("cpu"), 0)
     assert scorer.uses_gemm
-    got = scorer.block(slice(0, 5), slice(0, 7))
+    with torch.no_grad():
+        got = scorer.block(slice(0, 5), slice(0, 7))
     a, b = float(sim.scale.detach()), float(sim.shift.detach())
     for i in range(5):
         for j in range(7):
@@ -46,3 +47,21 @@ def test_match_prob_gemm_form_equals_the_official_formula():
                     logit = -a * d + b
                     total += math.exp(logit) / (math.exp(logit) + math.exp(-logit))  # official e^s/(e^s+e^-s)
             assert math.isclose(float(got[i, j]), total / 9, rel_tol=1e-6, abs_tol=1e-6)
+
+
+def test_csd_operands_row_sums_are_the_one_shot_sums_over_several_chunks():
+    from xmodalzoo_pcme.gaussian import _ROW_CHUNK, row_sums as _row_sums
+
+    x = torch.randn(2 * _ROW_CHUNK + 37, 33, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        assert torch.equal(_row_sums(x, "square"), (x * x).sum(-1))
+        assert torch.equal(_row_sums(x, "exp"), x.exp().sum(-1))
+        z = x[:, :30].reshape(-1, 3, 10)  # samples (N, J, D): the squared norms the match probability uses
+        assert torch.equal(_row_sums(z, "square"), z.pow(2).sum(-1))
+    sim = ClosedFormSampledDistance(CSDConfig(init_scale=3.0, init_shift=2.0))
+    q, g = gaussians(len(x), 6, 6), gaussians(300, 6, 7)
+    with torch.no_grad():
+        got = prepare_scorer(sim, q, g, torch.device("cpu"), 0).block(slice(0, len(x)), slice(0, 300))
+    csd = ((q.mean[:, None] - g.mean[None]) ** 2).sum(-1) + q.logvar.exp().sum(-1)[:, None] + g.logvar.exp().sum(-1)[None]
+    a, b = float(sim.scale.detach()), float(sim.shift.detach())
+    torch.testing.assert_close(got.double(), -a * csd + b, rtol=1e-6, atol=1e-5)

@@ -58,6 +58,9 @@ def draw_samples(
     shape = (mean.shape[0], num_samples, mean.shape[1])
     if eps is None:
         eps = torch.randn(shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        if not (torch.is_grad_enabled() and (mean.requires_grad or logvar.requires_grad)):
+            # the same numbers, without a second (N, J, D) tensor: mean + (σ ⊙ ε) in place on ε
+            return eps.mul_((0.5 * logvar)[:, None, :].exp()).add_(mean[:, None, :])
     elif tuple(eps.shape) != shape:
         raise ValueError(f"eps must be (N, J, D) = {shape}, got {tuple(eps.shape)}")
     else:
@@ -111,3 +114,25 @@ def check_gaussian(emb: Any, who: str) -> GaussianEmbedding:
     if not isinstance(emb, GaussianEmbedding):
         raise TypeError(f"{who} needs GaussianEmbedding inputs (mean, logvar); got {type(emb).__name__}")
     return emb
+
+
+#: rows per chunk of :func:`row_sums` (its temporary stays in cache, and is not a fresh allocation)
+_ROW_CHUNK = 256
+
+
+def row_sums(x: torch.Tensor, op: str) -> torch.Tensor:
+    """(...,) ``(x * x).sum(-1)`` (``op="square"``) or ``x.exp().sum(-1)`` (``op="exp"``) of (..., D) ``x``,
+    in row chunks: the same numbers as the one-shot expression (each row is reduced alone) without
+    a temporary of ``x``'s size."""
+    fn = {"square": lambda t: t * t, "exp": torch.exp}[op]
+    if torch.is_grad_enabled() and x.requires_grad:
+        return fn(x).sum(-1)
+    lead, rows = x.shape[:-1], x.reshape(-1, x.shape[-1])
+    out = x.new_empty(rows.shape[0])
+    buf = x.new_empty(min(_ROW_CHUNK, rows.shape[0]), x.shape[-1])
+    for r in range(0, rows.shape[0], _ROW_CHUNK):
+        part = rows[r : r + _ROW_CHUNK]
+        tmp = buf[: len(part)]
+        torch.mul(part, part, out=tmp) if op == "square" else torch.exp(part, out=tmp)
+        torch.sum(tmp, -1, out=out[r : r + _ROW_CHUNK])
+    return out.view(lead)

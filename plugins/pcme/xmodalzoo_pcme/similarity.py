@@ -23,10 +23,10 @@ from pydantic import Field
 from torch import nn
 
 from xmodalzoo.plugin_api import (
-    ComponentConfig, Embedding, GaussianEmbedding, PointEmbedding, SearchVectors, Similarity,
+    ComponentConfig, Embedding, GaussianEmbedding, PointEmbedding, SearchVectors, Similarity, ordered_sum,
 )
 
-from .gaussian import GaussianSamples, closed_form_sampled_distance, draw_samples
+from .gaussian import GaussianSamples, closed_form_sampled_distance, draw_samples, row_sums
 
 
 def inverse_softplus(x: float) -> float:
@@ -176,7 +176,7 @@ class MatchProb(Similarity):
             return emb
         self.check(emb, emb)
         z = draw_samples(emb, self.num_samples, generator)  # type: ignore[arg-type]
-        return GaussianSamples(z, z.pow(2).sum(-1))
+        return GaussianSamples(z, row_sums(z, "square"))
 
     def _eval_samples(self, emb: Embedding, seed: int) -> GaussianSamples:
         if isinstance(emb, GaussianSamples):
@@ -207,24 +207,28 @@ class MatchProb(Similarity):
         return self.gemm_epilogue(buf, len(q), len(g))
 
     def gemm_operands(self, emb: Embedding, side: str) -> torch.Tensor | None:
-        """Augmented samples whose inner products are the squared sample distances (N·J, D + 2).
+        """Augmented samples whose inner products are minus half the squared sample distances (N·J, D + 2).
 
-        Query rows [z, ‖z‖², 1], gallery rows [−2z', 1, ‖z'‖²]: their product is
-        ‖z‖² + ‖z'‖² − 2 z·z' = ‖z − z'‖².  None for unprepared embeddings (no samples yet).
+        Query rows [z, ‖z‖², 1], gallery rows [z', −½, −½‖z'‖²]: their product is
+        z·z' − ½‖z‖² − ½‖z'‖² = −½‖z − z'‖², exactly −½ times the sum over [z, ‖z‖², 1] and
+        [−2z', 1, ‖z'‖²] (scaling by a power of two is exact), so −2 × it is that number bit for bit.
+        None for unprepared embeddings (no samples yet).
         """
         if not isinstance(emb, GaussianSamples):
             return None
         z = emb.samples.reshape(-1, emb.samples.shape[-1])
         sq, one = emb.sq_norms.reshape(-1, 1).to(z.dtype), z.new_ones(z.shape[0], 1)
-        return torch.cat([z, sq, one] if side == "query" else [-2.0 * z, one, sq], dim=1)
+        return torch.cat([z, sq, one] if side == "query" else [z, -0.5 * one, -0.5 * sq], dim=1)
 
     def gemm_epilogue(self, products: torch.Tensor, n: int, m: int) -> torch.Tensor:
-        """Squared distances (n·J, m·J') -> mean over the J × J' pairs of sigmoid(2·(−a·sqrt(d² + 1e-6) + b)).
+        """−½ squared distances (n·J, m·J') -> mean over the J × J' pairs of sigmoid(2·(−a·sqrt(d² + 1e-6) + b)).
 
-        In place; sigmoid(2·(−a·d + b)) is computed as sigmoid(−2a·d + 2b) (scaling by 2 is exact).
+        In place; d² + 1e-6 is taken as 1e-6 + (−2)·min(product, 0) (one rounding, as for the clamped
+        d² plus 1e-6), and sigmoid(2·(−a·d + b)) as sigmoid(−2a·d + 2b) (scaling by 2 is exact).
         """
         j, j2 = products.shape[0] // n, products.shape[1] // m
-        buf = products.clamp_(min=0).add_(DISTANCE_EPS).sqrt_()
+        buf = products.clamp_(max=0)
+        buf = torch.add(buf.new_tensor(DISTANCE_EPS), buf, alpha=-2.0, out=buf).sqrt_()
         buf.mul_(-2.0 * self.scale).add_(2.0 * self.shift).sigmoid_()
         return ordered_sum(ordered_sum(buf.view(n * j, m, j2), -1).view(n, j, m), 1).div_(j * j2)
 
@@ -241,20 +245,6 @@ class MatchProb(Similarity):
         mean = emb.mean  # type: ignore[attr-defined]
         vecs = distance_vectors(mean, mean.float().pow(2).sum(-1), role)
         return SearchVectors(vecs.vectors, exact=False)
-
-
-def ordered_sum(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sum over a short axis as a fixed sequence of elementwise adds.
-
-    torch's reductions may change their summation order with the tensor's shape; adding slice by
-    slice gives every element the same rounding whatever the block shape, so a chunked result equals
-    the unchunked one bit for bit.
-    """
-    slices = x.unbind(dim)
-    acc = slices[0].clone()
-    for s in slices[1:]:
-        acc.add_(s)
-    return acc
 
 
 def build_match_prob(cfg: MatchProbConfig, **_: object) -> MatchProb:
@@ -300,20 +290,21 @@ class ClosedFormSampledDistance(Similarity):
         return self.gemm_epilogue(buf, len(query), len(gallery))
 
     def gemm_operands(self, emb: Embedding, side: str) -> torch.Tensor:
-        """Augmented vectors (N, D + 2) whose inner products are −CSD.
+        """Augmented vectors (N, D + 2) whose inner products are −CSD / 2.
 
-        With β = ‖μ‖² + Σσ²: query rows [μ, β, 1], gallery rows [2μ', −1, −β'], so
-        q·g = 2μ·μ' − β − β' = −(‖μ − μ'‖² + Σσ² + Σσ'²) = −CSD.
+        With β = ‖μ‖² + Σσ²: query rows [μ, β/2, 1], gallery rows [μ', −1, −β'/2], so
+        q·g = μ·μ' − β/2 − β'/2 = −(‖μ − μ'‖² + Σσ² + Σσ'²) / 2 = −CSD / 2 (halving is exact in
+        floating point, so this is the same number as the sum over [μ, β, 1] and [2μ', −1, −β'], halved).
         """
         self.check(emb, emb)
         mu = emb.mean  # type: ignore[attr-defined]
-        beta = (mu.pow(2).sum(-1) + emb.logvar.exp().sum(-1))[:, None]  # type: ignore[attr-defined]
+        half_beta = (row_sums(mu, "square") + row_sums(emb.logvar, "exp")).mul_(0.5)[:, None]  # type: ignore[attr-defined]
         one = mu.new_ones(mu.shape[0], 1)
-        return torch.cat([mu, beta, one] if side == "query" else [2.0 * mu, -one, -beta], dim=1)
+        return torch.cat([mu, half_beta, one] if side == "query" else [mu, -one, -half_beta], dim=1)
 
     def gemm_epilogue(self, products: torch.Tensor, n: int, m: int) -> torch.Tensor:
-        """The logit −a·CSD + b = a·(q·g) + b, in place."""
-        return products.mul_(self.scale).add_(self.shift)
+        """The logit −a·CSD + b = 2a·(q·g) + b, in place."""
+        return products.mul_(2.0 * self.scale).add_(self.shift)
 
     def pair_bytes(self, query: Embedding, gallery: Embedding) -> int:
         return 8  # the float32 block, plus its copy into the output matrix
