@@ -123,6 +123,11 @@ def _image_thresholds(own: torch.Tensor, c2i: torch.Tensor, n_img: int) -> _Thre
 _TINY = torch.finfo(torch.float32).tiny
 
 
+def _float_counts(mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """int64 sums over ``dim`` of a 1.0/0.0 float32 mask: float32 while exact (below 2**24), else float64."""
+    return mask.sum(dim, dtype=torch.float32 if mask.shape[dim] < 1 << 24 else torch.float64).long()
+
+
 def _count_before(
     blk: torch.Tensor, thr: _Thresholds, queries: slice, g0: int, qdim: int, scratch: torch.Tensor
 ) -> torch.Tensor:
@@ -143,10 +148,9 @@ def _count_before(
     past = first >= g0 + size
     step = past & (value.abs() >= _TINY) & (value != -math.inf)
     cut = torch.where(step, torch.nextafter(value, value.new_tensor(-math.inf)), value)
-    # comparing into float32 and summing floats is several times faster than through a bool mask; the
-    # sums are integers, exact in float32 while below 2**24
+    # comparing into float32 and summing floats is several times faster than through a bool mask
     above = torch.gt(blk, cut[:, None] if qdim == 0 else cut[None, :], out=scratch)
-    before = above.sum(gdim, dtype=torch.float32 if size < 1 << 24 else torch.float64).long()
+    before = _float_counts(above, gdim)
     tied = ((first > g0) & ~step).nonzero()[:, 0]  # ties at indices g0 .. first - 1 still to count
     if len(tied):
         lo, hi = int(tied[0]), int(tied[-1]) + 1
@@ -171,7 +175,7 @@ def _count_ties(
     v, f = value[lo:hi], first[lo:hi]
     wanted = (f > g0) & ~step[lo:hi]
     eq = torch.eq(sub, v[:, None] if qdim == 0 else v[None, :], out=scratch.narrow(qdim, lo, hi - lo))
-    ties = eq.sum(gdim, dtype=torch.float32 if size < 1 << 24 else torch.float64).long()
+    ties = _float_counts(eq, gdim)
     inside = wanted & (f < g0 + size)
     if not bool(inside.any()):
         return torch.where(wanted, ties, 0)
@@ -388,15 +392,20 @@ def _stream(
         if "t2i" in names:
             tops["t2i"].merge(cols, blk.t(), rows.start)
 
+    def scored_blocks() -> Iterator[tuple[torch.Tensor, slice, slice]]:
+        """Each block's new scores (overlapped parts skipped, in the reused product buffer: done with
+        one before the next) and the rows and columns they cover."""
+        for r, r_new, c, c_new in _blocks(plan, n, m):
+            blk = scorer.block(slice(r, r + plan.rows), slice(c, c + plan.cols), reuse=True)
+            yield blk[r_new - r :, c_new - c :], slice(r_new, r + plan.rows), slice(c_new, c + plan.cols)
+
     from_ranks = [name for name, d in directions.items() if not d.needs_top]
     nan_seen = torch.zeros((), dtype=torch.bool, device=device)
-    for r, r_new, c, c_new in _blocks(plan, n, m):
-        blk = scorer.block(slice(r, r + plan.rows), slice(c, c + plan.cols), reuse=True)[r_new - r :, c_new - c :]
-        rows, cols = slice(r_new, r + plan.rows), slice(c_new, c + plan.cols)
+    for blk, rows, cols in scored_blocks():
         count(blk, rows, cols, thresholds)
         own = c2i[cols]
-        inside = (own >= r_new) & (own < rows.stop)
-        exact[captions[cols][inside]] = blk[own[inside] - r_new, captions[cols][inside] - c_new]
+        inside = (own >= rows.start) & (own < rows.stop)
+        exact[captions[cols][inside]] = blk[own[inside] - rows.start, captions[cols][inside] - cols.start]
         merge(blk, rows, cols, list(tops))
         if from_ranks:
             nan_seen |= torch.isnan(blk.amax())
@@ -413,9 +422,7 @@ def _stream(
         for counts in before.values():
             counts.zero_()
     if recount or late:
-        for r, r_new, c, c_new in _blocks(plan, n, m):
-            blk = scorer.block(slice(r, r + plan.rows), slice(c, c + plan.cols), reuse=True)[r_new - r :, c_new - c :]
-            rows, cols = slice(r_new, r + plan.rows), slice(c_new, c + plan.cols)
+        for blk, rows, cols in scored_blocks():
             if recount:
                 count(blk, rows, cols, thresholds)
             merge(blk, rows, cols, late)

@@ -124,9 +124,10 @@ def row_sums(x: torch.Tensor, op: str) -> torch.Tensor:
     """(...,) ``(x * x).sum(-1)`` (``op="square"``) or ``x.exp().sum(-1)`` (``op="exp"``) of (..., D) ``x``,
     in row chunks: the same numbers as the one-shot expression (each row is reduced alone) without
     a temporary of ``x``'s size."""
-    fn = {"square": lambda t: t * t, "exp": torch.exp}[op]
+    if op not in ("square", "exp"):
+        raise ValueError(f"row_sums op must be 'square' or 'exp', got {op!r}")
     if torch.is_grad_enabled() and x.requires_grad:
-        return fn(x).sum(-1)
+        return (x * x if op == "square" else x.exp()).sum(-1)
     lead, rows = x.shape[:-1], x.reshape(-1, x.shape[-1])
     out = x.new_empty(rows.shape[0])
     buf = x.new_empty(min(_ROW_CHUNK, rows.shape[0]), x.shape[-1])
