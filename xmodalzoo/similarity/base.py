@@ -56,6 +56,13 @@ class Similarity(nn.Module):
     #: embedding classes this similarity accepts
     accepts: tuple[type[Embedding], ...] = (Embedding,)
 
+    #: True when :meth:`gemm_epilogue` gives the same bits on a row-strided product (``stride(1) ==
+    #: 1``, rows further apart than their width) as on a packed one: only correctly rounded
+    #: arithmetic (+, −, ×, ÷, sqrt) and max/min, no exp, log or sigmoid, whose vectorised and scalar
+    #: kernels may round differently.  The engine then starts each product row on a 64-byte line
+    #: (a faster GEMM on CPU, see :data:`~xmodalzoo.similarity.scorer.PRODUCT_ROW_ALIGN`).
+    gemm_layout_free: bool = False
+
     def forward(self, query: Embedding, gallery: Embedding) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 

@@ -27,6 +27,7 @@ class Dot(Similarity):
     """
 
     accepts = (PointEmbedding, SetEmbedding)
+    gemm_layout_free = True  # the products, or their max
 
     def forward(self, query: Embedding, gallery: Embedding) -> torch.Tensor:
         self.check(query, gallery)

@@ -13,6 +13,11 @@ from ..embeddings import Embedding
 from .base import Similarity
 from .gemm import matmul_t
 
+#: row stride, in elements, the reused product buffer rounds each block's width up to: a GEMM output
+#: whose rows start on 64-byte lines multiplies up to 1.5× faster on CPU (MKL, 2 threads: a
+#: 2,500 × 6,250 block at 8.6 ms/GFLOP with rows packed, 5.5 with rows 6,256 apart); same bits
+PRODUCT_ROW_ALIGN = 16
+
 
 class BlockScorer:
     """Scores (float32) of contiguous query × gallery blocks, or of listed (query, gallery) pairs."""
@@ -49,7 +54,9 @@ class BlockScorer:
         With ``reuse``, the GEMM's product is written into one buffer the scorer keeps (grown as
         needed) instead of a fresh allocation: the caller must be done with a block before asking
         for the next.  Large fresh CPU buffers cost a page fault per 4 KiB on first touch, which for
-        a whole-row block is a sizeable share of its GEMM.
+        a whole-row block is a sizeable share of its GEMM.  For a similarity whose epilogue is
+        :attr:`~Similarity.gemm_layout_free`, the rows are then :data:`PRODUCT_ROW_ALIGN`-aligned:
+        the block may be a row-strided view (``stride(1) == 1``).
         """
         if self.a is None or self.b is None:
             return self.sim(self.query[rows], self.gallery[cols]).float()
@@ -57,11 +64,15 @@ class BlockScorer:
         c0, c1, _ = cols.indices(self.m)
         a, b = self.a[r0 * self.kq : r1 * self.kq], self.b[c0 * self.kg : c1 * self.kg]
         if reuse:
-            size = a.shape[0] * b.shape[0]
+            width = b.shape[0]
+            if self.sim.gemm_layout_free:
+                width = -(-width // PRODUCT_ROW_ALIGN) * PRODUCT_ROW_ALIGN
+            size = a.shape[0] * width
             if self._buffer is None or self._buffer.numel() < size:
                 self._buffer = None  # free the old one first
                 self._buffer = torch.empty(size, dtype=torch.result_type(a, b), device=a.device)
-            prod = matmul_t(a, b, out=self._buffer[:size].view(a.shape[0], b.shape[0]))
+            out = self._buffer[:size].view(a.shape[0], width)[:, : b.shape[0]]
+            prod = matmul_t(a, b, out=out)
         else:
             prod = matmul_t(a, b)
         return self.sim.gemm_epilogue(prod, r1 - r0, c1 - c0).float()

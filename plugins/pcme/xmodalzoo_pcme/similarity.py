@@ -267,6 +267,7 @@ class ClosedFormSampledDistance(Similarity):
     """Logit −a·CSD + b with CSD = ‖μ_q − μ_g‖² + Σσ²_q + Σσ²_g (PCME++); higher is more similar."""
 
     accepts = (GaussianEmbedding,)
+    gemm_layout_free = True  # the epilogue is one multiply and one add per score
 
     def __init__(self, cfg: CSDConfig) -> None:
         super().__init__()

@@ -21,6 +21,7 @@ class MILMax(Similarity):
     """
 
     accepts = (SetEmbedding,)
+    gemm_layout_free = True  # the products, or their max
 
     def forward(self, query: Embedding, gallery: Embedding) -> torch.Tensor:
         self.check(query, gallery)
