@@ -386,23 +386,23 @@ def test_running_topk_skips_rows_below_their_floor_and_keeps_the_stable_order(se
 
 @pytest.mark.parametrize("name", SIMILARITIES)
 def test_a_reused_block_has_the_bits_of_a_fresh_one(name):
-    """The reused product buffer lays rows on 64-byte lines only for similarities that declare
+    """The reused product buffer lays the rows of wide blocks on 64-byte lines only for similarities that declare
     ``gemm_layout_free`` (their epilogue gives the same bits on row-strided products); either way a
     block's scores do not depend on which buffer it was computed in."""
     from xmodalzoo.similarity.scorer import PRODUCT_ROW_ALIGN, BlockScorer
 
     sim = build("similarity", {"type": name}).eval()
-    q, g = random_embeddings(sim, 40, 6), random_embeddings(sim, 75, 7)
+    q, g = random_embeddings(sim, 40, 6), random_embeddings(sim, 301, 7)
     with torch.no_grad():
         scorer = BlockScorer(sim, sim.prepare(q, torch.Generator().manual_seed(0)),
                              sim.prepare(g, torch.Generator().manual_seed(1)))
         if not scorer.uses_gemm:
             pytest.skip(f"{name} has no GEMM form")
-        for rows, cols in [(slice(0, 40), slice(0, 37)), (slice(5, 30), slice(37, 75)), (slice(0, 40), slice(0, 75))]:
+        for rows, cols in [(slice(0, 40), slice(0, 37)), (slice(5, 30), slice(37, 75)), (slice(0, 40), slice(0, 301))]:
             fresh = scorer.block(rows, cols).clone()
             reused = scorer.block(rows, cols, reuse=True)
             assert torch.equal(reused, fresh), (name, rows, cols)
         products = scorer._buffer
-        width = (cols.stop - cols.start) * scorer.kg
+        width = (cols.stop - cols.start) * scorer.kg  # ≥ 16 × the alignment: padded when layout-free
         padded = -(-width // PRODUCT_ROW_ALIGN) * PRODUCT_ROW_ALIGN if sim.gemm_layout_free else width
         assert products is not None and products.numel() == 40 * scorer.kq * padded

@@ -15,7 +15,8 @@ from .gemm import matmul_t
 
 #: row stride, in elements, the reused product buffer rounds each block's width up to: a GEMM output
 #: whose rows start on 64-byte lines multiplies up to 1.5× faster on CPU (MKL, 2 threads: a
-#: 2,500 × 6,250 block at 8.6 ms/GFLOP with rows packed, 5.5 with rows 6,256 apart); same bits
+#: 2,500 × 6,250 block at 8.6 ms/GFLOP with rows packed, 5.5 with rows 6,256 apart); same bits.
+#: Only blocks at least 16 times as wide are padded, so the padding stays under 1/16 of the buffer.
 PRODUCT_ROW_ALIGN = 16
 
 
@@ -65,7 +66,8 @@ class BlockScorer:
         a, b = self.a[r0 * self.kq : r1 * self.kq], self.b[c0 * self.kg : c1 * self.kg]
         if reuse:
             width = b.shape[0]
-            if self.sim.gemm_layout_free:
+            if self.sim.gemm_layout_free and width >= 16 * PRODUCT_ROW_ALIGN:
+                # at most 1/16 more than the packed product: within every plan's bytes per pair
                 width = -(-width // PRODUCT_ROW_ALIGN) * PRODUCT_ROW_ALIGN
             size = a.shape[0] * width
             if self._buffer is None or self._buffer.numel() < size:
