@@ -21,7 +21,7 @@ class Cosine(Similarity):
     """cos(q, g) for every query/gallery pair of point embeddings."""
 
     accepts = (PointEmbedding,)
-    gemm_layout_free = True  # the products, or their max
+    gemm_layout_free = True  # the products are the scores
 
     def forward(self, query: Embedding, gallery: Embedding) -> torch.Tensor:
         self.check(query, gallery)

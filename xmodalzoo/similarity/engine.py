@@ -366,10 +366,8 @@ def topk(
         scorer = prepare_scorer(sim, query, gallery, device, seed)
         n, m = scorer.n, scorer.m
         k = max(0, min(int(k), m))
-        best_s = torch.empty(n, k, device=device)
-        best_i = torch.empty(n, k, dtype=torch.long, device=device)
         if n == 0 or k == 0:
-            return best_s, best_i
+            return torch.empty(n, k, device=device), torch.empty(n, k, dtype=torch.long, device=device)
         if m > _LOW_MAX:
             raise ValueError(f"topk supports galleries of up to {_LOW_MAX} items, got {m}")
         plan = plan_topk(n, m, k, sim.pair_bytes(scorer.query, scorer.gallery), max_bytes)
