@@ -8,7 +8,8 @@ R-Precision and mAP@R are computed too) this prints, in one run:
 * ``gemm s``: the bare dense matmul of the similarity's GEMM form (through the engine's CPU product,
   whose BLAS the header names: ``XMODALZOO_CPU_GEMM``, see :mod:`xmodalzoo.similarity.gemm`) (cosine N×D @ D×M; ``mil_max`` and
   ``smooth_chamfer`` (N·K)×D @ D×(M·K); ``csd`` the (D+2)-wide augmented GEMM; ``match_prob`` the
-  (N·J)×(M·J) distance GEMM), written in row blocks into one reused output buffer;
+  (N·J)×(M·J) distance GEMM), in row blocks into one reused output buffer (or, for a backend that
+  returns fresh products, blocks under 24 MiB);
 * ``eval s``: :func:`~xmodalzoo.eval.streaming.stream_fold_metrics`, every metric of the fold (R@1/5/10,
   medr, meanr both ways, R-Precision and mAP@R both ways), and ``ratio`` = eval / gemm;
 * ``loop s``: the official-style evaluation (per query: its scores against the whole gallery, then an
@@ -62,19 +63,25 @@ def fold_targets(n: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
     return c2i, torch.arange(n)[None, :] == c2i[:, None]
 
 
-def bare_gemm(scorer: Any, out_bytes: int = 256 << 20) -> float:
-    """Seconds of ``A @ B.T`` for the scorer's GEMM operands, in row blocks into one output buffer
-    (through the engine's CPU product, :func:`xmodalzoo.similarity.gemm.matmul_t`, so both sides of
-    the ratio use the same BLAS)."""
-    from xmodalzoo.similarity.gemm import matmul_t
+def bare_gemm(scorer: Any, out_bytes: int = 256 << 20, fresh_bytes: int = 24 << 20) -> float:
+    """Seconds of ``A @ B.T`` for the scorer's GEMM operands, in row blocks (through the engine's CPU
+    product, :func:`xmodalzoo.similarity.gemm.matmul_t`, so both sides of the ratio use the same
+    BLAS): into one output buffer of up to ``out_bytes``, or, for a backend that returns fresh
+    products (oneDNN), in blocks of at most ``fresh_bytes`` (larger fresh products fault in new
+    pages and multiply slower: the baseline would flatter the ratio)."""
+    from xmodalzoo.similarity.gemm import matmul_t, writes_into_out
 
     a, b = scorer.a, scorer.b
-    rows = max(1, min(a.shape[0], out_bytes // (b.shape[0] * 4)))
-    buf = torch.empty(rows, b.shape[0], dtype=a.dtype)
+    into = writes_into_out(a[:1], b[:1])
+    limit = out_bytes if into else fresh_bytes
+    rows = max(1, min(a.shape[0], limit // (b.shape[0] * 4)))
+    cols = b.shape[0] if rows > 1 or into else max(1, limit // 4)
+    buf = torch.empty(rows, b.shape[0], dtype=a.dtype) if into else None
     start = time.perf_counter()
     for r in range(0, a.shape[0], rows):
         part = a[r : r + rows]
-        matmul_t(part, b, out=buf[: len(part)])
+        for c in range(0, b.shape[0], cols):
+            matmul_t(part, b[c : c + cols], out=None if buf is None else buf[: len(part), c : c + cols])
     return time.perf_counter() - start
 
 

@@ -78,6 +78,30 @@ def test_recounts_when_the_first_scoring_of_positives_differs(monkeypatch):
     assert got == want and torch.equal(ranks["t2i"], want_ranks["t2i"])
 
 
+@pytest.mark.parametrize("backend", ["torch", "onednn", "numpy"])
+def test_the_first_scoring_of_positives_has_the_block_bits_on_every_cpu_backend(backend, monkeypatch, request):
+    """Captions grouped by image, continuous scores, blocks of several shapes: the positive pairs'
+    first scores equal their block scores, so no second counting pass is needed (a backend whose
+    small products round differently would make every evaluation count twice)."""
+    from xmodalzoo.similarity import gemm
+
+    if backend == "onednn" and not gemm._onednn_usable():
+        pytest.skip("this torch has no usable oneDNN linear")
+    monkeypatch.setenv(gemm.ENV, backend)
+    gemm.cpu_backend.cache_clear()
+    request.addfinalizer(gemm.cpu_backend.cache_clear)
+    same = []
+    real = streaming._same_scores
+    monkeypatch.setattr(streaming, "_same_scores", lambda a, b: same.append(real(a, b)) or same[-1])
+    gen = torch.Generator().manual_seed(4)
+    img = PointEmbedding(torch.randn(300, 96, generator=gen))
+    cap = PointEmbedding(torch.randn(1500, 96, generator=gen))
+    c2i = torch.arange(1500) // 5
+    for hot in (1 << 30, 400_000):
+        stream_fold_metrics(Cosine(), img, cap, c2i, hot_bytes=hot)
+    assert same == [True, True]
+
+
 @pytest.mark.parametrize("caps_per_img", [1, 3])
 def test_one_positive_per_query_takes_precision_from_the_ranks(caps_per_img, monkeypatch):
     """COCO-style positives (each caption's own image only): t2i, and i2t with one caption per image,

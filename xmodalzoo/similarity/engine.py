@@ -135,8 +135,11 @@ TOPK_SLOT_BYTES = 80
 _LOW_MAX = (1 << 32) - 1
 
 
-#: the largest block :func:`topk` prefers (the budget ``max_bytes`` may lower it)
-TOPK_HOT_BYTES = 256 << 20
+#: the largest block :func:`topk` prefers (the budget ``max_bytes`` may lower it): its product stays
+#: under 32 MiB, glibc's largest mmap threshold, so a backend that returns fresh products (oneDNN)
+#: reuses heap memory instead of paying a page fault per 4 KiB (2 threads, D = 512: 5.5 ms/GFLOP
+#: for 1,250 × 6,250 blocks, 6.4 for 2,500 × 6,250)
+TOPK_HOT_BYTES = 128 << 20
 #: the most gallery columns per :func:`topk` block when the budget allows (wide enough for the
 #: group prefilter of :func:`block_topk`, narrow enough that a tall block stays small)
 TOPK_COLS = 8192
@@ -213,7 +216,8 @@ TOPK_GROUP = 32
 
 
 def block_topk(
-    block: torch.Tensor, k: int, first_index: int, floor: torch.Tensor | None = None
+    block: torch.Tensor, k: int, first_index: int, floor: torch.Tensor | None = None,
+    maxima: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sort keys and scores (R, ≤ min(k, C)), best first, of the k best columns of each row of a score block.
 
@@ -228,10 +232,11 @@ def block_topk(
     from gallery items before ``first_index``: an item of the block scoring at most that can never
     enter it (a tie ranks after, by its higher index), so it may be left out of the result, which
     then has fewer than k columns (none, when nothing beats the floor).  Merged with that running
-    top k, the result gives the same top k as the whole block would.
+    top k, the result gives the same top k as the whole block would.  ``maxima``: the block's
+    :func:`group_maxima`, when the caller has them already.
     """
     k = min(k, block.shape[1])
-    cols = _group_candidates(block, k, floor)
+    cols = _group_candidates(block, k, floor, maxima)
     if cols is None:
         return _exact_topk(block, k, first_index)
     if cols.shape[1] == 0:
@@ -240,7 +245,19 @@ def block_topk(
     return _exact_topk(block.gather(1, cols), k, cols + first_index)
 
 
-def _group_candidates(block: torch.Tensor, k: int, floor: torch.Tensor | None) -> torch.Tensor | None:
+def group_maxima(block: torch.Tensor, k: int) -> torch.Tensor | None:
+    """(R, C // TOPK_GROUP) maximum of each full group of :data:`TOPK_GROUP` columns of a wide
+    row-contiguous block; None where :func:`block_topk`'s prefilter does not apply to a top ``k``."""
+    rows, width = block.shape
+    groups = width // TOPK_GROUP
+    if rows == 0 or groups < 4 * (min(k, width) + 2) or block.stride(1) != 1:
+        return None
+    return block[:, : groups * TOPK_GROUP].unflatten(1, (groups, TOPK_GROUP)).amax(2)
+
+
+def _group_candidates(
+    block: torch.Tensor, k: int, floor: torch.Tensor | None, maxima: torch.Tensor | None = None
+) -> torch.Tensor | None:
     """(R, c) columns of each row that hold every score of its top k + 1 and everything tied with the
     (k+1)-th, except scores at most ``floor``; None where narrowing does not pay or cannot be proven.
 
@@ -253,9 +270,10 @@ def _group_candidates(block: torch.Tensor, k: int, floor: torch.Tensor | None) -
     """
     rows, width = block.shape
     groups = width // TOPK_GROUP
-    if rows == 0 or groups < 4 * (k + 2) or block.stride(1) != 1:
+    if maxima is None:
+        maxima = group_maxima(block, k)
+    if maxima is None:
         return None
-    maxima = block[:, : groups * TOPK_GROUP].unflatten(1, (groups, TOPK_GROUP)).amax(2)
     if floor is None:
         live, most = None, groups
     else:
@@ -295,6 +313,15 @@ def _exact_topk(
     return top, scores.gather(1, pos)
 
 
+def _row_maxima(block: torch.Tensor, maxima: torch.Tensor | None) -> torch.Tensor:
+    """(R,) maximum of each row (NaN if any is NaN), from its :func:`group_maxima` and tail when given."""
+    if maxima is None:
+        return block.amax(1)
+    tail = block.shape[1] - maxima.shape[1] * TOPK_GROUP
+    best = maxima.amax(1)
+    return torch.maximum(best, block[:, -tail:].amax(1)) if tail else best
+
+
 #: below every sort key (:func:`sort_keys`): fills the empty slots of a :class:`RunningTopK`
 NO_KEY = torch.iinfo(torch.int64).min
 
@@ -319,15 +346,17 @@ class RunningTopK:
         run_key, run_s = self.keys[queries], self.scores[queries]
         floor = run_s[:, -1] if bool((run_key[:, -1] != NO_KEY).all()) else None
         rows: torch.Tensor | None = None
+        maxima = group_maxima(block, self.k)  # one pass over the block, shared with block_topk
         if floor is not None:
             # only rows with a score above their floor can change (NaN, ranking first, counts as above)
-            live = (~(block.amax(1) <= floor)).nonzero()[:, 0]
+            live = (~(_row_maxima(block, maxima) <= floor)).nonzero()[:, 0]
             if len(live) == 0:
                 return
             if 4 * len(live) <= len(floor):  # copying the live rows out pays when few are left
                 rows, block, floor = live, block.index_select(0, live), floor[live]
                 run_key, run_s = run_key[rows], run_s[rows]
-        blk_key, blk_s = block_topk(block, self.k, g0, floor)
+                maxima = None if maxima is None else maxima.index_select(0, live)
+        blk_key, blk_s = block_topk(block, self.k, g0, floor, maxima)
         if blk_key.shape[1] == 0:
             return
         top, pos = torch.cat([run_key, blk_key], 1).topk(self.k, dim=1)

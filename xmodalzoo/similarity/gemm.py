@@ -1,20 +1,26 @@
-"""The engine's dense products ``a @ b.T`` on the CPU: torch's BLAS, or numpy's where that is the faster one.
+"""The engine's dense products ``a @ b.T`` on the CPU: torch's BLAS, oneDNN's, or numpy's.
 
-PyPI's torch multiplies float32 on the CPU with MKL, which on non-Intel CPUs runs a slower code path;
-numpy's wheels carry OpenBLAS.  On an AMD EPYC (2 threads) a 5,000 × 512 @ 512 × 25,000 product takes
-about 0.75 s through numpy against 0.95–1.1 s through torch (``benchmarks/search_speed.py``), the
-margin by which faiss (also OpenBLAS) was ahead.  The backend is fixed per machine, not timed at run
-time, so two processes on one machine always compute the same bits:
+PyPI's torch multiplies float32 on the CPU with MKL, which on non-Intel CPUs runs a slower code path
+(AVX2 kernels on an AVX-512 AMD EPYC); torch's bundled oneDNN and numpy's OpenBLAS pick their kernels
+by instruction set, not vendor.  On this 2-core AMD EPYC (Zen 4) a 5,000 × 512 @ 512 × 25,000
+product runs at 5.7–7.9 ms/GFLOP through MKL, 5.0–5.5 through oneDNN or OpenBLAS (faiss's BLAS);
+see ``benchmarks/cpu_gemm.py``.  The backend is fixed per machine, never timed at run time, so
+two processes on one machine always compute the same bits:
 
-* ``XMODALZOO_CPU_GEMM=torch`` (default): torch's BLAS;
-* ``XMODALZOO_CPU_GEMM=numpy``: numpy's (faster for search's large blocks on AMD; in the evaluator's
-  cache-sized blocks torch's OpenMP threads, still spinning after each torch op, slow it down);
-* ``XMODALZOO_CPU_GEMM=auto``: numpy when torch's BLAS is MKL, the CPU is not an Intel one and
-  numpy's BLAS is OpenBLAS; torch otherwise.
+* ``XMODALZOO_CPU_GEMM=auto`` (default): ``onednn`` when torch's BLAS is MKL, the CPU is not an Intel
+  one and torch's oneDNN linear is usable; ``torch`` otherwise;
+* ``XMODALZOO_CPU_GEMM=torch``: torch's BLAS (``torch.mm``);
+* ``XMODALZOO_CPU_GEMM=onednn``: torch's oneDNN linear (``torch.ops.mkldnn._linear_pointwise``), on
+  torch's own threads; float32 only (float64 stays with torch);
+* ``XMODALZOO_CPU_GEMM=numpy``: numpy's BLAS, one BLAS thread per pool thread (faster for search's
+  large blocks on AMD than MKL; in the evaluator's cache-sized blocks torch's OpenMP threads, still
+  spinning after each torch op, slow it down).
 
-Only float32/float64 CPU products outside autograd take the numpy path.  There numpy's BLAS runs on
-one thread and a product is split over ``torch.get_num_threads()`` pool threads, so the two libraries
-never oversubscribe the cores (see :class:`_Workers`).
+Only float32 (numpy: float32/float64) CPU products outside autograd take the oneDNN or numpy paths.
+Both pad products smaller than :data:`SMALL` rows or columns to it: their small-matrix kernels round
+differently from the large ones, and the engine needs a pair's score not to depend on its block's
+shape.  The numpy path splits a product over ``torch.get_num_threads()`` pool threads, so the two
+libraries never oversubscribe the cores (see :class:`_Workers`).
 """
 from __future__ import annotations
 
@@ -29,42 +35,71 @@ import torch
 from ..errors import RecipeError
 
 ENV = "XMODALZOO_CPU_GEMM"
-BACKENDS = ("auto", "torch", "numpy")
+BACKENDS = ("auto", "torch", "onednn", "numpy")
 
 
 @functools.lru_cache(maxsize=1)
 def cpu_backend() -> str:
-    """``"torch"`` or ``"numpy"``: the library that multiplies float32/float64 CPU blocks (see the module)."""
-    choice = os.environ.get(ENV, "torch").strip().lower() or "torch"
+    """``"torch"``, ``"onednn"`` or ``"numpy"``: the library that multiplies float32 CPU blocks (see the module)."""
+    choice = os.environ.get(ENV, "auto").strip().lower() or "auto"
     if choice not in BACKENDS:
         raise RecipeError(f"{ENV}={choice!r}: expected one of {', '.join(BACKENDS)}")
+    if choice == "onednn" and not _onednn_usable():
+        raise RecipeError(f"{ENV}=onednn: this torch has no usable oneDNN linear (torch.ops.mkldnn._linear_pointwise)")
     if choice != "auto":
         return choice
     mkl = torch.backends.mkl.is_available()
-    return "numpy" if mkl and _cpu_vendor() not in ("GenuineIntel", "") and "openblas" in _numpy_blas() else "torch"
+    return "onednn" if mkl and _cpu_vendor() not in ("GenuineIntel", "") and _onednn_usable() else "torch"
 
 
-def _cpu_vendor() -> str:
+def cpuinfo(field: str) -> str:
+    """The first value of ``field`` in /proc/cpuinfo (e.g. ``"vendor_id"``, ``"model name"``); "" if none."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("vendor_id"):
+            if line.startswith(field):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return ""
 
 
-def _numpy_blas() -> str:
-    try:
-        return str(np.__config__.CONFIG["Build Dependencies"]["blas"]["name"]).lower()  # type: ignore[attr-defined]
-    except (AttributeError, KeyError, TypeError):
-        return ""
+def _cpu_vendor() -> str:
+    return cpuinfo("vendor_id")
 
 
-#: products smaller than this in rows or columns are computed on operands padded to it: OpenBLAS
-#: multiplies small matrices with other kernels, whose sums can differ in the last bit from the same
-#: entries of a large product (the engine needs a pair's score not to depend on its block's shape)
+#: products smaller than this in rows or columns are computed on operands padded to it: OpenBLAS and
+#: oneDNN multiply small matrices with other kernels (oneDNN: a single row, a matrix-vector one),
+#: whose sums can differ in the last bit from the same entries of a large product (the engine needs
+#: a pair's score not to depend on its block's shape)
 SMALL = 64
+
+
+def padded_below() -> int:
+    """Products with fewer rows or columns than this are computed padded to it on the CPU (1: none)."""
+    return SMALL if cpu_backend() in ("onednn", "numpy") else 1
+
+
+def _linear(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b.T`` through torch's oneDNN linear (no bias, no post-op)."""
+    return torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
+
+
+@functools.lru_cache(maxsize=1)
+def _onednn_usable() -> bool:
+    """Whether this torch has a oneDNN linear that multiplies float32 correctly (a private op: probed)."""
+    try:
+        if not torch.backends.mkldnn.is_available():
+            return False
+        g = torch.Generator().manual_seed(0)
+        a, b = torch.randn(SMALL + 3, 37, generator=g), torch.randn(SMALL + 5, 37, generator=g)
+        with torch.no_grad():
+            got = _linear(a, b)
+        want = (a.double() @ b.double().t()).float()
+        return tuple(got.shape) == tuple(want.shape) and bool(torch.allclose(got, want, rtol=1e-4, atol=1e-4))
+    except Exception:  # noqa: BLE001 - any failure of a private op means: not usable
+        return False
+
+
 #: rows (or columns) per worker below which a product is not split across threads
 _SPLIT_MIN = 128
 
@@ -133,8 +168,45 @@ def _numpy_product(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
         job.result()
 
 
+def _padded_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
+    return torch.cat([x, x[-1:].expand(rows - x.shape[0], -1)]) if x.shape[0] < rows else x
+
+
+def _onednn_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b.T`` through oneDNN, small products padded to :data:`SMALL` (a fresh tensor)."""
+    r, c = a.shape[0], b.shape[0]
+    a, b = a.contiguous(), b.contiguous()
+    if r < SMALL or c < SMALL:
+        return _linear(_padded_rows(a, SMALL), _padded_rows(b, SMALL))[:r, :c]
+    return _linear(a, b)
+
+
+def _takes_onednn(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return (
+        a.device.type == "cpu"
+        and b.device.type == "cpu"
+        and a.dtype == b.dtype == torch.float32
+        and not (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad))
+        and a.shape[0] > 0 and b.shape[0] > 0 and a.shape[1] > 0
+        and cpu_backend() == "onednn"
+    )
+
+
+def writes_into_out(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether :func:`matmul_t` of these operands writes into a given ``out`` (the oneDNN path returns
+    a fresh tensor: its linear has no ``out=`` form, and a copy would cost more than the allocation)."""
+    return not _takes_onednn(a, b)
+
+
 def matmul_t(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """(R, C) ``a @ b.T`` of ``a`` (R, D) and ``b`` (C, D), written into ``out`` (R, C) when given."""
+    """(R, C) ``a @ b.T`` of ``a`` (R, D) and ``b`` (C, D).
+
+    With ``out`` (R, C; ``out.stride(-1) == 1``) the product is written there and ``out`` returned,
+    unless :func:`writes_into_out` says otherwise: then the product is a fresh tensor and ``out``
+    is left alone.  Use the returned tensor.
+    """
+    if _takes_onednn(a, b):
+        return _onednn_product(a, b)
     if (
         a.device.type == "cpu"
         and b.device.type == "cpu"

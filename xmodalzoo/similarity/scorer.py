@@ -11,7 +11,7 @@ import torch
 
 from ..embeddings import Embedding
 from .base import Similarity
-from .gemm import matmul_t
+from .gemm import cpu_backend, matmul_t, padded_below, writes_into_out
 
 #: row stride, in elements, the reused product buffer rounds each block's width up to: a GEMM output
 #: whose rows start on 64-byte lines multiplies up to 1.4× faster on CPU (MKL, 2 threads, cycling
@@ -56,16 +56,17 @@ class BlockScorer:
         With ``reuse``, the GEMM's product is written into one buffer the scorer keeps (grown as
         needed) instead of a fresh allocation: the caller must be done with a block before asking
         for the next.  Large fresh CPU buffers cost a page fault per 4 KiB on first touch, which for
-        a whole-row block is a sizeable share of its GEMM.  For a similarity whose epilogue is
-        :attr:`~Similarity.gemm_layout_free`, the rows are then :data:`PRODUCT_ROW_ALIGN`-aligned:
-        the block may be a row-strided view (``stride(1) == 1``).
+        a whole-row block is a sizeable share of its GEMM (a backend that cannot write into a
+        buffer, see :func:`~xmodalzoo.similarity.gemm.writes_into_out`, allocates anyway).  For a
+        similarity whose epilogue is :attr:`~Similarity.gemm_layout_free`, the rows are then
+        :data:`PRODUCT_ROW_ALIGN`-aligned: the block may be a row-strided view (``stride(1) == 1``).
         """
         if self.a is None or self.b is None:
             return self.sim(self.query[rows], self.gallery[cols]).float()
         r0, r1, _ = rows.indices(self.n)
         c0, c1, _ = cols.indices(self.m)
         a, b = self.a[r0 * self.kq : r1 * self.kq], self.b[c0 * self.kg : c1 * self.kg]
-        if reuse:
+        if reuse and writes_into_out(a, b):
             width = b.shape[0]
             if self.sim.gemm_layout_free and width >= 16 * PRODUCT_ROW_ALIGN:
                 # at most 1/16 more than the packed product: within every plan's bytes per pair
@@ -87,20 +88,24 @@ class BlockScorer:
         b = self.b.view(self.m, self.kg, -1)[gi].reshape(len(gi) * self.kg, -1)
         return self.sim.gemm_epilogue(matmul_t(a, b), len(qi), len(gi)).float()
 
-    def pairs(self, qi: torch.Tensor, gi: torch.Tensor, width: int = 256, min_block: int = 16) -> torch.Tensor:
+    def pairs(self, qi: torch.Tensor, gi: torch.Tensor, width: int = 256, min_block: int | None = None) -> torch.Tensor:
         """(P,) scores of the pairs (query ``qi[p]``, gallery item ``gi[p]``).
 
         Pairs are taken ``width`` at a time; each chunk scores one small block and reads its pairs
         from it: the block of the index ranges the chunk spans, when they are narrow (pairs listed
         in order, as captions grouped by image are), else the block of its distinct queries × its
-        distinct gallery items, gathered.  Blocks have at least ``min_block`` rows and columns.  Each
+        distinct gallery items, gathered.  Blocks have at least ``min_block`` rows and columns (by
+        default 16, or the size below which the CPU product pads, :func:`~.gemm.padded_below`).  Each
         score thus comes from the same kind of kernel call as an engine block (on the CPU it equals
         the block's score bit for bit; callers that need that check it).
         """
         p = len(qi)
         out = torch.empty(p, dtype=torch.float32, device=qi.device)
+        cpu = qi.device.type == "cpu"
+        if min_block is None:
+            min_block = max(16, padded_below()) if cpu else 16
         threads = torch.get_num_threads()
-        if qi.device.type == "cpu":  # small blocks: a thread team's fork/join costs more than it saves
+        if cpu and cpu_backend() != "onednn":  # MKL's thread team costs more than it saves on small blocks
             torch.set_num_threads(1)
         flat: list[torch.Tensor] = []  # the narrow chunks' blocks, flattened, read all at once below
         starts: list[tuple[int, int, int, int, int]] = []  # per narrow chunk: offset in flat, q0, g0, cols, pairs
