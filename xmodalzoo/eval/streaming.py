@@ -35,7 +35,7 @@ from ..similarity.base import Similarity
 from ..similarity.engine import (
     MIN_BLOCK, TOPK_PAIR_BYTES, TOPK_SLOT_BYTES, ChunkPlan, RunningTopK, even_size,
 )
-from ..similarity.gemm import padded_below
+from ..similarity.gemm import cpu_backend
 from ..similarity.scorer import BlockScorer, prepare_scorer
 from . import metrics as M
 from .summary import summarise_fold
@@ -368,7 +368,8 @@ def _stream(
     pair_bytes = scorer.sim.pair_bytes(scorer.query, scorer.gallery)
     # captions grouped by image: a chunk of `rows` images' captions is one `rows`-row block
     per_image = -(-m // max(n, 1))
-    rows = max(MIN_BLOCK, padded_below()) if device.type == "cpu" else MIN_BLOCK
+    # on oneDNN (its thread team runs every block) 64-image chunks pay: 14 → 6.5 ms at 1K × 5K
+    rows = 4 * MIN_BLOCK if device.type == "cpu" and scorer.uses_gemm and cpu_backend() == "onednn" else MIN_BLOCK
     width = int(max(MIN_BLOCK, min(256, rows * per_image, math.isqrt(max(1, max_bytes // max(pair_bytes, 4))))))
     approx = scorer.pairs(c2i, captions, width=width) if m else torch.empty(0, device=device)
     thresholds = {"i2t": _image_thresholds(approx, c2i, n), "t2i": _Thresholds(approx, c2i)}

@@ -25,6 +25,7 @@ import torch
 from ..embeddings import Embedding
 from ..similarity.base import SearchVectors, Similarity
 from ..similarity.engine import DEFAULT_MAX_BYTES, topk
+from ..similarity.scorer import BlockScorer
 from .backends import FaissOptions, RowSearch, make_backend
 
 #: extra candidates beyond k when the candidate stage is exact (they absorb rounding near ties)
@@ -127,7 +128,9 @@ class Searcher:
         for r in range(0, n, block):
             rows = cand[r : r + block]
             union = torch.unique(rows[rows < m])
-            scores = self.sim(q[r : r + block], self.prepared[union.to(self.device)]).float().cpu()
+            # through the engine's scorer (GEMM form where declared): the bits of the brute-force blocks
+            scorer = BlockScorer(self.sim, q[r : r + block], self.prepared[union.to(self.device)])
+            scores = scorer.block(slice(0, scorer.n), slice(0, scorer.m)).cpu()
             pos = torch.searchsorted(union, rows.clamp(max=m - 1))
             pos = pos.clamp(max=len(union) - 1)
             s = scores.gather(1, pos).masked_fill(rows >= m, float("-inf"))

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from ..config import ComponentConfig
 from ..embeddings import Embedding, PointEmbedding
 from .base import SearchVectors, Similarity
+from .gemm import matmul_t
 
 
 class CosineConfig(ComponentConfig):
@@ -25,7 +26,7 @@ class Cosine(Similarity):
 
     def forward(self, query: Embedding, gallery: Embedding) -> torch.Tensor:
         self.check(query, gallery)
-        return _unit(query) @ _unit(gallery).t()
+        return matmul_t(_unit(query), _unit(gallery))  # the engine's product: the same bits as its blocks
 
     def prepare(self, emb: Embedding, generator: torch.Generator | None = None) -> Embedding:
         """Normalise the whole set once; forward then uses the vectors as they are (normalising is

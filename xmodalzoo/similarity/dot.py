@@ -12,6 +12,7 @@ import torch
 from ..config import ComponentConfig
 from ..embeddings import Embedding, PointEmbedding, SetEmbedding
 from .base import SearchVectors, Similarity
+from .gemm import matmul_t
 
 
 class DotConfig(ComponentConfig):
@@ -37,9 +38,9 @@ class Dot(Similarity):
         if d != dg:
             raise ValueError(f"dot: query dim {d} != gallery dim {dg}")
         if k == kg == 1:
-            return q[:, 0] @ g[:, 0].t()
+            return matmul_t(q[:, 0], g[:, 0])  # the engine's product: the same bits as its blocks
         # one matmul for the whole block: (n·K, D) × (D, m·K') -> (n, K, m, K')
-        return (q.reshape(n * k, d) @ g.reshape(m * kg, d).t()).view(n, k, m, kg).amax(dim=(1, 3))
+        return matmul_t(q.reshape(n * k, d), g.reshape(m * kg, d)).view(n, k, m, kg).amax(dim=(1, 3))
 
     def pair_bytes(self, query: Embedding, gallery: Embedding) -> int:
         """K × K' products per pair, in the compute precision."""

@@ -135,8 +135,9 @@ TOPK_SLOT_BYTES = 80
 _LOW_MAX = (1 << 32) - 1
 
 
-#: the largest block :func:`topk` prefers (the budget ``max_bytes`` may lower it): its product stays
-#: under 32 MiB, glibc's largest mmap threshold, so a backend that returns fresh products (oneDNN)
+#: the largest block :func:`topk` prefers (the budget ``max_bytes`` may lower it): for point
+#: embeddings (16 bytes per pair) its product stays under 32 MiB, glibc's largest mmap threshold, so
+#: a backend that returns fresh products (oneDNN)
 #: reuses heap memory instead of paying a page fault per 4 KiB (2 threads, D = 512: 5.5 ms/GFLOP
 #: for 1,250 × 6,250 blocks, 6.4 for 2,500 × 6,250)
 TOPK_HOT_BYTES = 128 << 20

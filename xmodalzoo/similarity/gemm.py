@@ -3,7 +3,7 @@
 PyPI's torch multiplies float32 on the CPU with MKL, which on non-Intel CPUs runs a slower code path
 (AVX2 kernels on an AVX-512 AMD EPYC); torch's bundled oneDNN and numpy's OpenBLAS pick their kernels
 by instruction set, not vendor.  On this 2-core AMD EPYC (Zen 4) a 5,000 × 512 @ 512 × 25,000
-product runs at 5.7–7.9 ms/GFLOP through MKL, 5.0–5.5 through oneDNN or OpenBLAS (faiss's BLAS);
+product runs at 5.7–8.4 ms/GFLOP through MKL, 5.0–5.6 through oneDNN, 5.1–6.1 through OpenBLAS (faiss's BLAS);
 see ``benchmarks/cpu_gemm.py``.  The backend is fixed per machine, never timed at run time, so
 two processes on one machine always compute the same bits:
 
@@ -17,9 +17,9 @@ two processes on one machine always compute the same bits:
   spinning after each torch op, slow it down).
 
 Only float32 (numpy: float32/float64) CPU products outside autograd take the oneDNN or numpy paths.
-Both pad products smaller than :data:`SMALL` rows or columns to it: their small-matrix kernels round
-differently from the large ones, and the engine needs a pair's score not to depend on its block's
-shape.  The numpy path splits a product over ``torch.get_num_threads()`` pool threads, so the two
+Both pad small products (numpy: under :data:`SMALL` rows or columns; oneDNN: single rows or columns)
+because those kernels round differently from the large ones, and the engine needs a pair's score not
+to depend on its block's shape.  The numpy path splits a product over ``torch.get_num_threads()`` pool threads, so the two
 libraries never oversubscribe the cores (see :class:`_Workers`).
 """
 from __future__ import annotations
@@ -67,16 +67,15 @@ def _cpu_vendor() -> str:
     return cpuinfo("vendor_id")
 
 
-#: products smaller than this in rows or columns are computed on operands padded to it: OpenBLAS and
-#: oneDNN multiply small matrices with other kernels (oneDNN: a single row, a matrix-vector one),
-#: whose sums can differ in the last bit from the same entries of a large product (the engine needs
-#: a pair's score not to depend on its block's shape)
+#: numpy path: products smaller than this in rows or columns are computed on operands padded to it:
+#: OpenBLAS multiplies small matrices with other kernels, whose sums can differ in the last bit from
+#: the same entries of a large product (the engine needs a pair's score not to depend on its block's
+#: shape)
 SMALL = 64
-
-
-def padded_below() -> int:
-    """Products with fewer rows or columns than this are computed padded to it on the CPU (1: none)."""
-    return SMALL if cpu_backend() in ("onednn", "numpy") else 1
+#: oneDNN path: the same, for its single-row and single-column products (matrix-vector kernels); from
+#: 2 × 2 up its products have the bits of the whole (checked for every shape up to 65 × 333 against
+#: 700 × 1,500 products, D = 3 to 4,096, 1 and 2 threads)
+ONEDNN_SMALL = 2
 
 
 def _linear(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -173,11 +172,11 @@ def _padded_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
 
 
 def _onednn_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a @ b.T`` through oneDNN, small products padded to :data:`SMALL` (a fresh tensor)."""
+    """``a @ b.T`` through oneDNN, single-row/column products padded to :data:`ONEDNN_SMALL` (a fresh tensor)."""
     r, c = a.shape[0], b.shape[0]
     a, b = a.contiguous(), b.contiguous()
-    if r < SMALL or c < SMALL:
-        return _linear(_padded_rows(a, SMALL), _padded_rows(b, SMALL))[:r, :c]
+    if r < ONEDNN_SMALL or c < ONEDNN_SMALL:
+        return _linear(_padded_rows(a, ONEDNN_SMALL), _padded_rows(b, ONEDNN_SMALL))[:r, :c]
     return _linear(a, b)
 
 

@@ -11,7 +11,7 @@ import torch
 
 from ..embeddings import Embedding
 from .base import Similarity
-from .gemm import cpu_backend, matmul_t, padded_below, writes_into_out
+from .gemm import cpu_backend, matmul_t, writes_into_out
 
 #: row stride, in elements, the reused product buffer rounds each block's width up to: a GEMM output
 #: whose rows start on 64-byte lines multiplies up to 1.4× faster on CPU (MKL, 2 threads, cycling
@@ -88,22 +88,19 @@ class BlockScorer:
         b = self.b.view(self.m, self.kg, -1)[gi].reshape(len(gi) * self.kg, -1)
         return self.sim.gemm_epilogue(matmul_t(a, b), len(qi), len(gi)).float()
 
-    def pairs(self, qi: torch.Tensor, gi: torch.Tensor, width: int = 256, min_block: int | None = None) -> torch.Tensor:
+    def pairs(self, qi: torch.Tensor, gi: torch.Tensor, width: int = 256, min_block: int = 16) -> torch.Tensor:
         """(P,) scores of the pairs (query ``qi[p]``, gallery item ``gi[p]``).
 
         Pairs are taken ``width`` at a time; each chunk scores one small block and reads its pairs
         from it: the block of the index ranges the chunk spans, when they are narrow (pairs listed
         in order, as captions grouped by image are), else the block of its distinct queries × its
-        distinct gallery items, gathered.  Blocks have at least ``min_block`` rows and columns (by
-        default 16, or the size below which the CPU product pads, :func:`~.gemm.padded_below`).  Each
+        distinct gallery items, gathered.  Blocks have at least ``min_block`` rows and columns.  Each
         score thus comes from the same kind of kernel call as an engine block (on the CPU it equals
         the block's score bit for bit; callers that need that check it).
         """
         p = len(qi)
         out = torch.empty(p, dtype=torch.float32, device=qi.device)
         cpu = qi.device.type == "cpu"
-        if min_block is None:
-            min_block = max(16, padded_below()) if cpu else 16
         threads = torch.get_num_threads()
         if cpu and cpu_backend() != "onednn":  # MKL's thread team costs more than it saves on small blocks
             torch.set_num_threads(1)
