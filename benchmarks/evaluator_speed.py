@@ -21,8 +21,17 @@ R-Precision and mAP@R are computed too) this prints, in one run:
 Times are the minimum of ``--repeats`` interleaved rounds (gemm, eval, loop, gemm, ...) on
 ``--threads`` threads.
 
+With ``--device cuda`` everything runs on the GPU (timed between synchronisations): ``gemm s`` is
+then cuBLAS's float32 product (TF32 off, as the evaluator runs), next to it ``bf16 s`` (the same
+product in bfloat16, the chip's fastest) and the achieved TFLOP/s of each; ``peak MiB`` is the
+evaluator's peak allocated GPU memory.  ``--gpu-variants`` also times the evaluator with other
+block shapes (hot-block bytes, block columns, pair-stage rows), and each row says whether the
+evaluator had to recount (the first scoring of the positive pairs rounded differently from the
+blocks: a second pass).
+
     python benchmarks/evaluator_speed.py                                  # the full table
     python benchmarks/evaluator_speed.py --cases cosine --sizes 1000x5000 --repeats 1   # quick check
+    python benchmarks/evaluator_speed.py --device cuda --sizes 5000x25000 --gpu-variants # on a GPU
 """
 from __future__ import annotations
 
@@ -45,6 +54,13 @@ DEFAULT_PLAN = {  # case -> sizes of the full table
     "mil_max_k4": ["1000x5000"],
     "smooth_chamfer_k4": ["1000x5000"],
     "match_prob": ["1000x5000"],
+}
+GPU_PLAN = {  # the same on a GPU: every case at the COCO 5K shape too, cosine up to 25K × 125K
+    "cosine": ["1000x5000", "5000x25000", "10000x50000", "25000x125000"],
+    "csd": ["1000x5000", "5000x25000"],
+    "mil_max_k4": ["1000x5000", "5000x25000"],
+    "smooth_chamfer_k4": ["1000x5000", "5000x25000"],
+    "match_prob": ["1000x5000", "5000x25000"],
 }
 
 
@@ -85,34 +101,107 @@ def bare_gemm(scorer: Any, out_bytes: int = 256 << 20, fresh_bytes: int = 24 << 
     return time.perf_counter() - start
 
 
-def measure(case: str, n: int, m: int, args: argparse.Namespace) -> dict[str, float]:
+def bare_gemm_gpu(scorer: Any, dtype: torch.dtype, out_bytes: int = 1 << 30) -> float:
+    """Seconds of ``A @ B.T`` on the GPU in ``dtype`` (cuBLAS), in row blocks into one output buffer
+    of up to ``out_bytes``, between two synchronisations."""
+    a, b = scorer.a.to(dtype), scorer.b.to(dtype)
+    rows = max(1, min(a.shape[0], out_bytes // (b.shape[0] * a.element_size())))
+    buf = torch.empty(rows, b.shape[0], dtype=dtype, device=a.device)
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for r in range(0, a.shape[0], rows):
+        part = a[r : r + rows]
+        torch.matmul(part, b.t(), out=buf[: len(part)])
+    torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+#: --gpu-variants: (label, module attributes of xmodalzoo.eval.streaming to set)
+GPU_VARIANTS = [
+    ("hot 256M cols 16K", {"GPU_HOT_BLOCK_BYTES": 256 << 20}),
+    ("hot 4G cols 64K", {"GPU_HOT_BLOCK_BYTES": 4 << 30, "GPU_BLOCK_COLS": 65536}),
+    ("pairs 1024", {"GPU_PAIR_ROWS": 1024}),
+    ("no window (second pass)", {"_use_window": lambda device: False}),
+]
+
+
+def measure(case: str, n: int, m: int, args: argparse.Namespace) -> dict[str, Any]:
     """One (case, size): min-of-repeats gemm, evaluator and loop seconds (in this process)."""
+    from xmodalzoo.eval import streaming
     from xmodalzoo.eval.streaming import stream_fold_metrics
     from xmodalzoo.similarity.scorer import prepare_scorer
 
+    device = torch.device(args.device)
+    gpu = device.type == "cuda"
+    sync = torch.cuda.synchronize if gpu else (lambda: None)
     bench = engine_bench()
     spec = bench.load_cases([case])[0][case]
-    sim, img, cap = spec["build"](n, m, args.dim, torch.device("cpu"))
+    sim, img, cap = spec["build"](n, m, args.dim, device)
     sim.eval()
     c2i, positives = fold_targets(n, m)
+    c2i, positives = c2i.to(device), positives.to(device)
+    recounts: list[bool] = []
+    same_scores = streaming._same_scores
+
+    def recording(a: torch.Tensor, b: torch.Tensor) -> bool:
+        same = same_scores(a, b)
+        recounts.append(not same)
+        return same
+
+    streaming._same_scores = recording
+
+    def evaluate() -> float:
+        sync()
+        start = time.perf_counter()
+        stream_fold_metrics(sim, img, cap, c2i, positives=positives, device=device, max_bytes=args.max_bytes)
+        sync()
+        return time.perf_counter() - start
+
     with torch.no_grad():
-        scorer = prepare_scorer(sim, img, cap, torch.device("cpu"), 0)
-        stream_fold_metrics(sim, img[:64], cap[: 64 * m // n], c2i[: 64 * m // n], device="cpu")  # warm-up
+        scorer = prepare_scorer(sim, img, cap, device, 0)
+        stream_fold_metrics(sim, img[:64], cap[: 64 * m // n], c2i[: 64 * m // n], device=device)  # warm-up
         spec["loop"](sim, img, cap, 2)
-        best = {"gemm": float("inf"), "eval": float("inf"), "loop_i2t": float("inf"), "loop_t2i": float("inf")}
+        best: dict[str, Any] = {"gemm": float("inf"), "eval": float("inf"), "loop_i2t": float("inf"),
+                                "loop_t2i": float("inf"), "bf16": float("inf")}
         q = min(args.loop_queries, n)
+        if gpu:
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            evaluate()  # also the warm-up of the full-size kernels
+            best["gpu_peak_bytes"] = torch.cuda.max_memory_allocated() - base
+            if scorer.uses_gemm:
+                bare_gemm_gpu(scorer, torch.float32), bare_gemm_gpu(scorer, torch.bfloat16)
         for _ in range(args.repeats):
             if scorer.uses_gemm:
-                best["gemm"] = min(best["gemm"], bare_gemm(scorer))
-            start = time.perf_counter()
-            stream_fold_metrics(sim, img, cap, c2i, positives=positives, device="cpu", max_bytes=args.max_bytes)
-            best["eval"] = min(best["eval"], time.perf_counter() - start)
+                best["gemm"] = min(best["gemm"], bare_gemm_gpu(scorer, torch.float32) if gpu else bare_gemm(scorer))
+                if gpu:
+                    best["bf16"] = min(best["bf16"], bare_gemm_gpu(scorer, torch.bfloat16))
+            recounts.clear()
+            best["eval"] = min(best["eval"], evaluate())
+            best["recount"] = any(recounts)
+            sync()
             start = time.perf_counter()
             spec["loop"](sim, img, cap, q)  # i2t: each image against every caption
+            sync()
             best["loop_i2t"] = min(best["loop_i2t"], (time.perf_counter() - start) * n / q)
             start = time.perf_counter()
             spec["loop"](sim, cap, img, q)  # t2i: each caption against every image
+            sync()
             best["loop_t2i"] = min(best["loop_t2i"], (time.perf_counter() - start) * m / q)
+        if scorer.uses_gemm:
+            best["flops"] = 2.0 * scorer.a.shape[0] * scorer.b.shape[0] * scorer.a.shape[1]
+        if gpu and args.gpu_variants:
+            defaults = {name: getattr(streaming, name) for _, change in GPU_VARIANTS for name in change}
+            variants = {}
+            for label, change in GPU_VARIANTS:
+                for name, value in change.items():
+                    setattr(streaming, name, value)
+                recounts.clear()
+                seconds = min(evaluate() for _ in range(args.repeats))
+                variants[label] = [seconds, any(recounts)]
+                for name, value in defaults.items():
+                    setattr(streaming, name, value)
+            best["variants"] = variants
     return best
 
 
@@ -149,7 +238,9 @@ def parse_size(text: str) -> tuple[int, int]:
 def run_worker(mode: str, case: str, size: str, args: argparse.Namespace) -> dict[str, float]:
     cmd = [sys.executable, __file__, "--worker", mode, "--worker-case", case, "--worker-size", size,
            "--threads", str(args.threads), "--repeats", str(args.repeats), "--dim", str(args.dim),
-           "--loop-queries", str(args.loop_queries), "--max-bytes", str(args.max_bytes)]
+           "--loop-queries", str(args.loop_queries), "--max-bytes", str(args.max_bytes), "--device", args.device]
+    if args.gpu_variants:
+        cmd.append("--gpu-variants")
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -164,6 +255,8 @@ def main() -> None:
     ap.add_argument("--loop-queries", type=int, default=50, help="queries per direction the loop is timed on")
     ap.add_argument("--max-bytes", type=int, default=1 << 30, help="the evaluator's working-memory budget")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    ap.add_argument("--gpu-variants", action="store_true", help="on cuda: also time other block shapes")
     ap.add_argument("--worker", choices=["time", "memory"], help=argparse.SUPPRESS)
     ap.add_argument("--worker-case", help=argparse.SUPPRESS)
     ap.add_argument("--worker-size", help=argparse.SUPPRESS)
@@ -172,6 +265,9 @@ def main() -> None:
         worker(args)
         return
     cases = args.cases or list(DEFAULT_PLAN)
+    if args.device != "cpu":
+        gpu_main(cases, args)
+        return
     from xmodalzoo.similarity.gemm import cpu_backend
 
     print(f"CPU GEMM backend {cpu_backend()}; "
@@ -190,6 +286,30 @@ def main() -> None:
             peak = f"{mem['peak_bytes'] / 2**20:>10.0f}{mem['input_bytes'] / 2**20:>11.0f}" if mem else f"{'-':>10}{'-':>11}"
             print(f"{case:<18}{size:>13}{t['gemm']:>9.2f}{t['eval']:>9.2f}{ratio:>7.2f}{loop:>10.1f}"
                   f"{loop / t['eval']:>10.1f}{peak}{n * m * 4 / 2**20:>12.0f}", flush=True)
+
+
+def gpu_main(cases: list[str], args: argparse.Namespace) -> None:
+    """The table on a GPU: float32 and bfloat16 GEMM next to the evaluator, TFLOP/s, peak GPU memory."""
+    if not torch.cuda.is_available():
+        raise SystemExit(f"error: --device {args.device} but torch sees no CUDA device")
+    print(f"{torch.cuda.get_device_name()}; torch {torch.__version__}; D = {args.dim}, min of {args.repeats} "
+          f"interleaved rounds; float32 products with TF32 {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}",
+          flush=True)
+    print(f"{'case':<18}{'N x M':>13}{'GFLOP':>8}{'gemm ms':>9}{'TF/s':>6}{'bf16 ms':>9}{'TF/s':>6}"
+          f"{'eval ms':>9}{'ratio':>7}{'/bf16':>7}{'recount':>8}{'loop s':>9}{'loop/eval':>10}{'peak MiB':>9}",
+          flush=True)
+    for case in cases:
+        for size in args.sizes or GPU_PLAN.get(case, ["1000x5000"]):
+            t = run_worker("time", case, size, args)
+            flops = t.get("flops", float("nan"))
+            loop = t["loop_i2t"] + t["loop_t2i"]
+            print(f"{case:<18}{size:>13}{flops / 1e9:>8.0f}{t['gemm'] * 1e3:>9.2f}{flops / t['gemm'] / 1e12:>6.0f}"
+                  f"{t['bf16'] * 1e3:>9.2f}{flops / t['bf16'] / 1e12:>6.0f}{t['eval'] * 1e3:>9.2f}"
+                  f"{t['eval'] / t['gemm']:>7.2f}{t['eval'] / t['bf16']:>7.1f}{'yes' if t['recount'] else 'no':>8}"
+                  f"{loop:>9.2f}{loop / t['eval']:>10.0f}{t['gpu_peak_bytes'] / 2**20:>9.0f}", flush=True)
+            for label, (seconds, recount) in t.get("variants", {}).items():
+                print(f"    {label:<28} eval {seconds * 1e3:8.2f} ms  ratio {seconds / t['gemm']:5.2f}"
+                      f"  recount {'yes' if recount else 'no'}", flush=True)
 
 
 if __name__ == "__main__":

@@ -78,6 +78,109 @@ def test_recounts_when_the_first_scoring_of_positives_differs(monkeypatch):
     assert got == want and torch.equal(ranks["t2i"], want_ranks["t2i"])
 
 
+def _counting_passes(monkeypatch):
+    """A list that gets one entry per block the evaluator counts (2 blocks' worth per pass)."""
+    calls = []
+    real = streaming._count_before
+    monkeypatch.setattr(streaming, "_count_before", lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
+def _perturbed_pairs(monkeypatch, shift):
+    """The first scoring of the positive pairs moved by ``shift(scores)`` (a kernel rounding otherwise)."""
+    real = BlockScorer.pairs
+    monkeypatch.setattr(BlockScorer, "pairs", lambda self, qi, gi, **kw: shift(real(self, qi, gi, **kw)))
+
+
+@pytest.mark.parametrize("steps", [1, 40])
+def test_window_corrects_the_counts_in_one_pass(monkeypatch, steps):
+    """A first estimate a few ulps off every positive (as a GPU kernel of another block shape
+    gives): the scores kept near each threshold move the counts to the exact ones, with no second
+    pass; the same metrics and ranks as the score matrix, bit for bit."""
+    gen = torch.Generator().manual_seed(5)
+    img = PointEmbedding(torch.randn(120, 16, generator=gen))
+    cap = PointEmbedding(torch.randn(600, 16, generator=gen))
+    c2i = torch.arange(600) // 5
+    pos = (torch.rand(600, 120, generator=gen) < 0.03) | (torch.arange(120)[None] == c2i[:, None])
+    (want, want_ranks), scores = reference(Cosine(), img, cap, c2i, pos, None, None)
+    def ulps(x, k):
+        for _ in range(k):
+            x = torch.nextafter(x, torch.tensor(math.inf))
+        return x
+
+    def wobble(x):  # half the scores up, half down, by `steps` ulps
+        up, down = ulps(x, steps), x.clone()
+        for _ in range(steps):
+            down = torch.nextafter(down, torch.tensor(-math.inf))
+        return torch.where(torch.arange(len(x)) % 2 == 0, up, down)
+
+    monkeypatch.setattr(streaming, "_use_window", lambda device: True)
+    _perturbed_pairs(monkeypatch, wobble)
+    counted = _counting_passes(monkeypatch)
+    got, ranks = stream_fold_metrics(Cosine(), img, cap, c2i, positives=pos, max_bytes=150_000)
+    assert got == want
+    assert torch.equal(ranks["i2t"], want_ranks["i2t"]) and torch.equal(ranks["t2i"], want_ranks["t2i"])
+    blocks = len(counted) // 2
+    assert blocks > 4  # several blocks...
+    monkeypatch.setattr(streaming, "_use_window", lambda device: False)
+    counted.clear()
+    stream_fold_metrics(Cosine(), img, cap, c2i, positives=pos, max_bytes=150_000)
+    assert len(counted) // 2 == 2 * blocks  # ...counted once with the window, twice without
+
+
+def test_window_corrects_ties_at_the_threshold(monkeypatch):
+    """Integer data, scores tied with thresholds at every index: corrections that hinge on the index
+    rule (an equal score ranks before the threshold only at a lower index)."""
+    img, cap, c2i, pos, il, cl = tied_data(30, 4, seed=2)
+    (want, want_ranks), _ = reference(Cosine(), img, cap, c2i, pos, il, cl)
+    monkeypatch.setattr(streaming, "_use_window", lambda device: True)
+    _perturbed_pairs(monkeypatch, lambda x: torch.nextafter(x, torch.tensor(-math.inf)))
+    counted = _counting_passes(monkeypatch)
+    got, ranks = stream_fold_metrics(Cosine(), img, cap, c2i, positives=pos, image_labels=il, caption_labels=cl,
+                                     zetas=ZETAS, hot_bytes=30_000)
+    assert got == want and torch.equal(ranks["i2t"], want_ranks["i2t"]) and torch.equal(ranks["t2i"], want_ranks["t2i"])
+    monkeypatch.setattr(streaming, "_use_window", lambda device: False)
+    once = len(counted)
+    counted.clear()
+    stream_fold_metrics(Cosine(), img, cap, c2i, positives=pos, hot_bytes=30_000)
+    assert len(counted) == 2 * once
+
+
+@pytest.mark.parametrize("case", ["outside the window", "NaN estimate", "window full"])
+def test_window_falls_back_to_a_second_pass(monkeypatch, case):
+    """A threshold that moved out of its window, a NaN first estimate, or more kept scores than the
+    cap: the window proves nothing, the evaluator counts again, and the results stay exact."""
+    gen = torch.Generator().manual_seed(6)
+    img = PointEmbedding(torch.randn(60, 8, generator=gen))
+    cap = PointEmbedding(torch.randn(300, 8, generator=gen))
+    c2i = torch.arange(300) // 5
+    pos = torch.arange(60)[None] == c2i[:, None]
+    (want, want_ranks), _ = reference(Cosine(), img, cap, c2i, pos, None, None)
+    monkeypatch.setattr(streaming, "_use_window", lambda device: True)
+    shift = {"outside the window": lambda x: x + 0.01,
+             "NaN estimate": lambda x: torch.where(torch.arange(len(x)) == 7, math.nan, x),
+             "window full": lambda x: torch.nextafter(x, torch.tensor(math.inf))}[case]
+    if case == "window full":
+        monkeypatch.setattr(streaming, "WINDOW_PER_QUERY", 0)
+        monkeypatch.setattr(streaming, "WINDOW_REL", 1.0)  # every score is near: the cap (2**16) ...
+        cap = PointEmbedding(torch.randn(300, 8, generator=gen).repeat(1, 1))
+        img = PointEmbedding(torch.randn(300, 8, generator=gen))  # ... of 90,000 kept scores overflows
+        c2i, pos = torch.arange(300), torch.eye(300, dtype=torch.bool)
+        (want, want_ranks), _ = reference(Cosine(), img, cap, c2i, pos, None, None)
+    _perturbed_pairs(monkeypatch, shift)
+    counted = _counting_passes(monkeypatch)
+    got, ranks = stream_fold_metrics(Cosine(), img, cap, c2i, positives=pos, hot_bytes=20_000)
+    assert got == want
+    assert torch.equal(ranks["i2t"], want_ranks["i2t"]) and torch.equal(ranks["t2i"], want_ranks["t2i"])
+    once = len(counted)
+    counted.clear()
+    monkeypatch.setattr(BlockScorer, "pairs", BlockScorer.pairs)
+    monkeypatch.undo()
+    counted = _counting_passes(monkeypatch)
+    stream_fold_metrics(Cosine(), img, cap, c2i, positives=pos, hot_bytes=20_000)
+    assert once == 2 * len(counted)  # two passes with the window, one with an exact first estimate
+
+
 @pytest.mark.parametrize("backend", ["torch", "onednn", "numpy"])
 def test_the_first_scoring_of_positives_has_the_block_bits_on_every_cpu_backend(backend, monkeypatch, request):
     """Captions grouped by image, continuous scores, blocks of several shapes: the positive pairs'
@@ -87,6 +190,8 @@ def test_the_first_scoring_of_positives_has_the_block_bits_on_every_cpu_backend(
 
     if backend == "onednn" and not gemm._onednn_usable():
         pytest.skip("this torch has no usable oneDNN linear")
+    if backend == "numpy" and not gemm.numpy_keeps_bits():
+        pytest.skip(f"numpy's BLAS ({gemm.numpy_blas()}) rounds by shape: the evaluator recounts")
     monkeypatch.setenv(gemm.ENV, backend)
     gemm.cpu_backend.cache_clear()
     request.addfinalizer(gemm.cpu_backend.cache_clear)
@@ -268,3 +373,61 @@ def test_evaluate_embeddings_equals_the_score_matrix_path_per_fold():
     scores = similarity_matrix(Cosine(), img, cap, device="cpu")
     want, _ = fold_metrics(scores, RetrievalTargets(sub.caption_to_image, 40), ZETAS)
     assert got == want
+
+
+@pytest.mark.parametrize("rows", [1, 7, 255, 10_000])
+def test_positive_counts_per_caption_and_image(rows):
+    """Both ways of counting positives (the CPU's 255-row byte sums, and whole-row chunks whose
+    int64 cast fits the budget, used on GPUs) against a loop over the entries."""
+    gen = torch.Generator().manual_seed(8)
+    pos = torch.rand(600, 37, generator=gen) < 0.4
+    pos[:300, 5] = True  # a column with more than 255 positives: byte sums must not wrap
+    want_cap = [sum(bool(pos[c, i]) for i in range(37)) for c in range(600)]
+    want_img = [sum(bool(pos[c, i]) for c in range(600)) for i in range(37)]
+    for per_caption, per_image in (streaming._positive_counts(pos), streaming._positive_counts_wide(pos, rows)):
+        assert per_caption.tolist() == want_cap and per_image.tolist() == want_img
+
+
+def test_window_keeps_images_without_captions(monkeypatch):
+    """An image no caption belongs to has threshold -inf (no window around it); it does not move,
+    so the window still corrects the other queries in one pass."""
+    gen = torch.Generator().manual_seed(9)
+    img = PointEmbedding(torch.randn(50, 8, generator=gen))
+    cap = PointEmbedding(torch.randn(200, 8, generator=gen))
+    c2i = torch.arange(200) // 5  # images 40..49 have no caption
+    (want, want_ranks), _ = reference(Cosine(), img, cap, c2i, None, None, None)
+    monkeypatch.setattr(streaming, "_use_window", lambda device: True)
+    _perturbed_pairs(monkeypatch, lambda x: torch.nextafter(x, torch.tensor(math.inf)))
+    counted = _counting_passes(monkeypatch)
+    got, ranks = stream_fold_metrics(Cosine(), img, cap, c2i, max_bytes=40_000)
+    assert got == want and torch.equal(ranks["t2i"], want_ranks["t2i"])
+    once = len(counted)
+    monkeypatch.setattr(streaming, "_use_window", lambda device: False)
+    counted.clear()
+    stream_fold_metrics(Cosine(), img, cap, c2i, max_bytes=40_000)
+    assert len(counted) == 2 * once
+
+
+def _bench(name, *args):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / name
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300)
+
+
+def test_the_evaluator_benchmarks_run_on_the_cpu():
+    """benchmarks/evaluator_speed.py prints a row per size; evaluator_profile.py the top operations;
+    asking either for CUDA where torch has none is a one-line error."""
+    speed = _bench("evaluator_speed.py", "--cases", "cosine", "--sizes", "64x320", "--dim", "16", "--repeats", "1",
+                   "--loop-queries", "4", "--no-memory", "--threads", "1")
+    assert speed.returncode == 0, speed.stderr
+    row = [line for line in speed.stdout.splitlines() if line.startswith("cosine")]
+    assert len(row) == 1 and row[0].split()[1] == "64x320" and float(row[0].split()[4]) > 0  # the ratio
+    profile = _bench("evaluator_profile.py", "--size", "64x320", "--dim", "16", "--top", "3", "--threads", "1")
+    assert profile.returncode == 0, profile.stderr
+    assert "cosine 64x320 on cpu" in profile.stdout and "# of Calls" in profile.stdout
+    if not torch.cuda.is_available():
+        gpu = _bench("evaluator_speed.py", "--device", "cuda", "--cases", "cosine", "--sizes", "64x320")
+        assert gpu.returncode != 0 and gpu.stderr.strip().splitlines()[-1].startswith("error: --device cuda")

@@ -132,3 +132,26 @@ def test_begin_epoch_applies_the_epochs_freeze_rules_and_batches(tmp_path):
     trainer.epoch = 0
     trainer.begin_epoch()
     assert [b.caption_index.tolist() for b in trainer.loader] == first != second
+
+
+def test_scheduler_steps_quietly_after_a_skipped_optimizer_step():
+    """fp16's gradient scaler skips the optimizer steps whose gradients overflow; the schedule still
+    counts them, without torch's warning (which it gives when the optimizer has not stepped)."""
+    import warnings
+
+    from xmodalzoo.train.precision import step_scheduler
+
+    def setup():
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5**step)
+
+    opt, sched = setup()
+    with warnings.catch_warnings(record=True) as plain:
+        warnings.simplefilter("always")
+        sched.step()  # the optimizer never stepped: torch warns
+    assert any("lr_scheduler.step()" in str(w.message) for w in plain)
+    opt, sched = setup()
+    with warnings.catch_warnings(record=True) as quiet:
+        warnings.simplefilter("always")
+        step_scheduler(sched)
+    assert not quiet and opt.param_groups[0]["lr"] == 0.5  # stepped, silently

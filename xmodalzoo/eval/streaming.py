@@ -9,8 +9,10 @@ block at a time, and each block updates, for both directions (i2t reads rows, t2
   index) must be known before the first block is counted, so the positive pairs are scored first
   (:meth:`BlockScorer.pairs`, a few thousandths of the work).  Each block then re-reads the exact
   scores of the positive pairs it contains; if any differs from the first estimate (a kernel that
-  rounds differently by block shape), the counts are taken again in a second pass with the exact
-  thresholds, so the ranks are always those of the block scores.
+  rounds differently by block shape), the counts are moved to the exact thresholds: on a GPU, whose
+  kernels do round by shape, from the few scores kept near each threshold (:class:`_Window`); where
+  that cannot be proven exact, and on the CPU, by a second counting pass.  The ranks are always
+  those of the block scores.
 * **top-R selection** for R-Precision, mAP@R and PMRP: a running top k per query (k = the direction's
   largest number of positives), merged block by block on unique sort keys
   (:class:`~xmodalzoo.similarity.engine.RunningTopK`), equal to the first k of a full stable sort.
@@ -43,22 +45,32 @@ from .summary import summarise_fold
 #: largest working memory of one block (scores plus masks), so that its metrics are taken while it is
 #: still in the CPU's cache; the evaluation budget ``max_bytes`` lowers it further
 HOT_BLOCK_BYTES = 64 << 20
+#: the same on a GPU, where a block is not kept in a cache but each costs a few dozen kernel launches
+#: and a few synchronisations: fewer, larger blocks (bounded by ``max_bytes`` all the same)
+GPU_HOT_BLOCK_BYTES = 1 << 30
+#: images per chunk of the first scoring of the positive pairs (``MIN_BLOCK`` on the CPU, or four
+#: times that on oneDNN, whose thread team runs every block); on a GPU each chunk is a launch or
+#: three, so chunks are wider
+GPU_PAIR_ROWS = 256
 #: bytes per pair of the float32 buffer the rank counts compare into (one, reused block to block)
 COUNT_PAIR_BYTES = 4
 #: gallery columns per block, when the budget allows (fewer, wider blocks: each costs a fixed
 #: dozen small torch calls; cosine 1K × 5K on 2 threads, 75 ms with 4,096 against 88 with 1,024)
 BLOCK_COLS = 4096
+#: the same on a GPU
+GPU_BLOCK_COLS = 16384
 
 
 def plan_stream(
-    n: int, m: int, pair_bytes: int, k_rows: int, k_cols: int, max_bytes: int, hot_bytes: int = HOT_BLOCK_BYTES
+    n: int, m: int, pair_bytes: int, k_rows: int, k_cols: int, max_bytes: int, hot_bytes: int = HOT_BLOCK_BYTES,
+    block_cols: int = BLOCK_COLS,
 ) -> ChunkPlan:
     """Equal-shaped blocks for :func:`stream_fold_metrics`.
 
     One block needs ``rows × cols × per_pair + rows × k_rows × S + cols × k_cols × S`` bytes (per_pair
     = the larger of the similarity's ``pair_bytes`` and the engine's top-k bytes per pair, plus the
     :data:`COUNT_PAIR_BYTES` of the rank counts' buffer; S = the engine's bytes per kept top-k slot),
-    at most ``min(max_bytes, hot_bytes)``; columns first (up to :data:`BLOCK_COLS`), then as many rows
+    at most ``min(max_bytes, hot_bytes)``; columns first (up to ``block_cols``), then as many rows
     as fit; both evened (:func:`~xmodalzoo.similarity.engine.even_size`).
     """
     if max_bytes <= 0:
@@ -67,7 +79,7 @@ def plan_stream(
     per_pair = max(int(pair_bytes), TOPK_PAIR_BYTES) + COUNT_PAIR_BYTES
     budget = min(max_bytes, max(hot_bytes, 1))
     min_rows, min_cols = min(n, MIN_BLOCK), min(m, MIN_BLOCK)
-    cols = even_size(m, max(BLOCK_COLS, min_cols))
+    cols = even_size(m, max(block_cols, min_cols))
     while True:
         free = budget - cols * k_cols * TOPK_SLOT_BYTES
         rows = free // (cols * per_pair + k_rows * TOPK_SLOT_BYTES) if free > 0 else 0
@@ -77,7 +89,7 @@ def plan_stream(
             break
         cols = even_size(m, max(min_cols, cols // 2))
     if budget < max_bytes:  # the cache bound is a preference; only the budget is a limit
-        return plan_stream(n, m, pair_bytes, k_rows, k_cols, max_bytes, hot_bytes=max_bytes)
+        return plan_stream(n, m, pair_bytes, k_rows, k_cols, max_bytes, hot_bytes=max_bytes, block_cols=block_cols)
     smallest = min_rows * min_cols * per_pair + (min_rows * k_rows + min_cols * k_cols) * TOPK_SLOT_BYTES
     raise RecipeError(  # a ValueError too; one line from the CLI
         f"eval.max_bytes={max_bytes} is smaller than the {smallest} bytes of the smallest evaluation block "
@@ -201,6 +213,87 @@ def _same_scores(a: torch.Tensor, b: torch.Tensor) -> bool:
     return bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all())
 
 
+#: half-width of the window kept around each first-estimate threshold, relative to the larger of
+#: the threshold's magnitude and the largest first-estimate score: differences between two float32
+#: GEMM kernels' roundings of one score are far smaller (about 1e-7 of it, D = 1024)
+WINDOW_REL = 2.0**-12
+#: at most this many window entries per query (on average; besides a floor of 2**16): more (many
+#: scores tied with the thresholds) and the evaluator recounts instead
+WINDOW_PER_QUERY = 64
+
+
+def _use_window(device: torch.device) -> bool:
+    """Whether the evaluator keeps the scores near each first-estimate threshold (see
+    :class:`_Window`): on GPUs, whose GEMM kernels round a score differently by block shape; on the
+    CPU every backend keeps a score's bits (tests/test_gemm.py), so a window would only cost time."""
+    return device.type != "cpu"
+
+
+class _Window:
+    """The scores within a small window around each query's first-estimate threshold, so the rank
+    counts can be corrected to the exact thresholds after one pass (instead of a second pass).
+
+    A query's count of items ranked before its threshold can only change, when the threshold moves
+    from ``(v, f)`` (first estimate) to ``(v', f')`` (the block scores), for items scoring between
+    ``v`` and ``v'``: with ``v'`` inside the window ``[v - t, v + t]``, every such item was kept, and
+    the correction is the number of kept items ranked before ``(v', f')`` minus those ranked before
+    ``(v, f)``.  A threshold that leaves its window (or is NaN), or more entries than the cap, and
+    :meth:`correct` refuses: the caller then counts again.
+    """
+
+    def __init__(self, thresholds: dict[str, _Thresholds], approx: torch.Tensor, cap: int) -> None:
+        finite = approx[torch.isfinite(approx)]
+        scale = float(finite.abs().max()) if finite.numel() else 1.0
+        self.bounds = {}
+        for name, thr in thresholds.items():
+            half = WINDOW_REL * torch.maximum(thr.value.abs(), thr.value.new_tensor(scale))
+            self.bounds[name] = (thr.value - half, thr.value + half)
+        self.cap, self.size, self.full = cap, 0, False
+        self.entries: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {n: [] for n in thresholds}
+
+    def collect(self, name: str, blk: torch.Tensor, queries: slice, g0: int, qdim: int, scratch: torch.Tensor) -> None:
+        """Keep the scores of ``blk`` (queries along ``qdim``, gallery items from ``g0`` along the
+        other) inside their query's window; ``scratch`` (float32, of ``blk``'s shape) is overwritten."""
+        if self.full:
+            return
+        lo, hi = (b[queries] for b in self.bounds[name])
+        lo, hi = (lo[:, None], hi[:, None]) if qdim == 0 else (lo[None, :], hi[None, :])
+        flags = scratch.view(-1).view(torch.bool)  # two bool masks in the float32 buffer: no new memory
+        size = blk.numel()
+        inside = torch.ge(blk, lo, out=flags[:size].view(blk.shape))
+        inside &= torch.le(blk, hi, out=flags[size : 2 * size].view(blk.shape))
+        at = inside.nonzero()
+        self.size += len(at)
+        if self.size > self.cap:
+            self.full, self.entries = True, {}
+            return
+        score = blk[at[:, 0], at[:, 1]]
+        self.entries[name].append((at[:, qdim] + queries.start, at[:, 1 - qdim] + g0, score))
+
+    def correct(self, before: dict[str, torch.Tensor], old: dict[str, _Thresholds],
+                new: dict[str, _Thresholds]) -> bool:
+        """Move each direction's counts from the ``old`` thresholds to the ``new`` ones in place;
+        False (counts untouched) where the window cannot prove that exact."""
+        if self.full:
+            return False
+        for name, (lo, hi) in self.bounds.items():
+            v, was = new[name].value, old[name]
+            unmoved = (v == was.value) & (new[name].first == was.first)  # e.g. -inf: an image without captions
+            if not bool((unmoved | ((v >= lo) & (v <= hi))).all()):  # NaN fails both
+                return False
+        for name, parts in self.entries.items():
+            if not parts:
+                continue
+            q, g, score = (torch.cat(t) for t in zip(*parts))
+
+            def ranked_before(thr: _Thresholds) -> torch.Tensor:
+                v, f = thr.value[q], thr.first[q]
+                return ((score > v) | ((score == v) & (g < f))).long()
+
+            before[name].index_add_(0, q, ranked_before(new[name]) - ranked_before(old[name]))
+        return True
+
+
 def _label_counts(
     q_lab: torch.Tensor, g_lab: torch.Tensor, zetas: Sequence[int], max_bytes: int
 ) -> torch.Tensor:
@@ -215,11 +308,17 @@ def _label_counts(
     return out
 
 
-def _positive_counts(pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positives per caption and per image of a (captions × images) bool matrix, in one pass over
-    chunks of 255 rows: a chunk's column sums fit in bytes, so they need no cast to a wider type
-    (casting the whole matrix first, as a plain ``sum`` does, costs far more than the counting)."""
+def _positive_counts(pos: torch.Tensor, max_bytes: int = 1 << 30) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positives per caption and per image of a (captions × images) bool matrix.
+
+    A plain ``sum`` of a bool tensor first casts all of it to int64 (8 bytes per entry: 25 GB at
+    25K × 125K), so the matrix is summed in chunks of rows: on the CPU 255 rows at a time, whose
+    column sums fit in bytes and need no cast (the cast costs far more than the counting); elsewhere
+    (a loop of small launches costs more there) in chunks of whole rows whose int64 cast fits
+    ``max_bytes``."""
     m, n = pos.shape
+    if pos.device.type != "cpu":
+        return _positive_counts_wide(pos, max(1, max_bytes // (8 * max(n, 1))))
     pos = pos.contiguous()
     per_caption = torch.empty(m, dtype=torch.long, device=pos.device)
     per_image = torch.zeros(n, dtype=torch.long, device=pos.device)
@@ -228,6 +327,27 @@ def _positive_counts(pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         per_caption[r : r + 255] = part.sum(1, dtype=torch.int32)
         per_image += part.sum(0, dtype=torch.uint8)
     return per_caption, per_image
+
+
+def _positive_counts_wide(pos: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_positive_counts` in chunks of ``rows`` rows, each summed (cast) whole."""
+    m, n = pos.shape
+    per_caption = torch.empty(m, dtype=torch.long, device=pos.device)
+    per_image = torch.zeros(n, dtype=torch.long, device=pos.device)
+    for r in range(0, m, rows):
+        part = pos[r : r + rows].long()
+        per_caption[r : r + rows] = part.sum(1)
+        per_image += part.sum(0)
+        del part
+    return per_caption, per_image
+
+
+def _pair_rows(device: torch.device, scorer: BlockScorer) -> int:
+    """Images per chunk of the first scoring of the positive pairs (see :data:`GPU_PAIR_ROWS`)."""
+    if device.type != "cpu":
+        return GPU_PAIR_ROWS
+    # on oneDNN (its thread team runs every block) 64-image chunks pay: 14 → 6.5 ms at 1K × 5K
+    return 4 * MIN_BLOCK if scorer.uses_gemm and cpu_backend() == "onednn" else MIN_BLOCK
 
 
 def _ranks_decide_hits(name: str, pos: torch.Tensor, counts: torch.Tensor, c2i: torch.Tensor) -> bool:
@@ -313,7 +433,7 @@ def stream_fold_metrics(
     max_bytes: int = 1 << 30,
     device: torch.device | str = "cpu",
     seed: int = 0,
-    hot_bytes: int = HOT_BLOCK_BYTES,
+    hot_bytes: int | None = None,
 ) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
     """Every metric of one fold, and the 1-based ranks {"i2t", "t2i"}, without the score matrix.
 
@@ -321,8 +441,12 @@ def stream_fold_metrics(
     ``similarity_matrix(sim, image_emb, caption_emb, seed=seed)``.  ``caption_to_image`` (captions,)
     gives each caption's image; ``positives`` (captions × images, bool) adds R-Precision and mAP@R;
     ``image_labels`` / ``caption_labels`` (multi-hot) add PMRP for each ζ in ``zetas``.
+    ``hot_bytes`` caps one block (default :data:`HOT_BLOCK_BYTES` on the CPU,
+    :data:`GPU_HOT_BLOCK_BYTES` elsewhere); ``max_bytes`` bounds it in any case.
     """
     device = torch.device(device)
+    if hot_bytes is None:
+        hot_bytes = HOT_BLOCK_BYTES if device.type == "cpu" else GPU_HOT_BLOCK_BYTES
     was_training = sim.training
     sim.eval()
     try:
@@ -349,7 +473,7 @@ def _stream(
         raise ValueError(f"positives has shape {tuple(pos.shape)}; expected (captions, images) = {(m, n)}")
     img_lab = image_labels.to(device) if labelled else None  # type: ignore[union-attr]
     cap_lab = caption_labels.to(device) if labelled else None  # type: ignore[union-attr]
-    pos_counts = _positive_counts(pos) if pos is not None else None
+    pos_counts = _positive_counts(pos, max_bytes) if pos is not None else None
     for name, p, q_lab, g_lab in (("i2t", None if pos is None else pos.t(), img_lab, cap_lab),
                                   ("t2i", pos, cap_lab, img_lab)):
         if p is None and not labelled:
@@ -368,15 +492,15 @@ def _stream(
     pair_bytes = scorer.sim.pair_bytes(scorer.query, scorer.gallery)
     # captions grouped by image: a chunk of `rows` images' captions is one `rows`-row block
     per_image = -(-m // max(n, 1))
-    # on oneDNN (its thread team runs every block) 64-image chunks pay: 14 → 6.5 ms at 1K × 5K
-    rows = 4 * MIN_BLOCK if device.type == "cpu" and scorer.uses_gemm and cpu_backend() == "onednn" else MIN_BLOCK
+    rows = _pair_rows(device, scorer)
     width = int(max(MIN_BLOCK, min(256, rows * per_image, math.isqrt(max(1, max_bytes // max(pair_bytes, 4))))))
     approx = scorer.pairs(c2i, captions, width=width) if m else torch.empty(0, device=device)
     thresholds = {"i2t": _image_thresholds(approx, c2i, n), "t2i": _Thresholds(approx, c2i)}
     # a direction whose ranks decide its hits keeps no top k, unless NaN scores turn up: plan for one
     k_rows = directions["i2t"].k if "i2t" in directions else 0
     k_cols = directions["t2i"].k if "t2i" in directions else 0
-    plan = plan_stream(n, m, pair_bytes, k_rows, k_cols, max_bytes, hot_bytes)
+    plan = plan_stream(n, m, pair_bytes, k_rows, k_cols, max_bytes, hot_bytes,
+                       BLOCK_COLS if device.type == "cpu" else GPU_BLOCK_COLS)
     tops = {name: RunningTopK(d.k, n if name == "i2t" else m, device)
             for name, d in directions.items() if d.needs_top}
     before = {"i2t": torch.zeros(n, dtype=torch.long, device=device),
@@ -385,10 +509,16 @@ def _stream(
 
     scratch = torch.empty(plan.rows * plan.cols, device=device)
 
-    def count(blk: torch.Tensor, rows: slice, cols: slice, thr: dict[str, _Thresholds]) -> None:
+    window = _Window(thresholds, approx, WINDOW_PER_QUERY * (n + m) + (1 << 16)) if _use_window(device) else None
+
+    def count(blk: torch.Tensor, rows: slice, cols: slice, thr: dict[str, _Thresholds],
+              keep: _Window | None = None) -> None:
         above = scratch[: blk.numel()].view(blk.shape)
         before["i2t"][rows] += _count_before(blk, thr["i2t"], rows, cols.start, 0, above)
         before["t2i"][cols] += _count_before(blk, thr["t2i"], cols, rows.start, 1, above)
+        if keep is not None:
+            keep.collect("i2t", blk, rows, cols.start, 0, above)
+            keep.collect("t2i", blk, cols, rows.start, 1, above)
 
     def merge(blk: torch.Tensor, rows: slice, cols: slice, names: Sequence[str]) -> None:
         if "i2t" in names:
@@ -406,7 +536,7 @@ def _stream(
     from_ranks = [name for name, d in directions.items() if not d.needs_top]
     nan_seen = torch.zeros((), dtype=torch.bool, device=device)
     for blk, rows, cols in scored_blocks():
-        count(blk, rows, cols, thresholds)
+        count(blk, rows, cols, thresholds, window)
         own = c2i[cols]
         inside = (own >= rows.start) & (own < rows.stop)
         exact[captions[cols][inside]] = blk[own[inside] - rows.start, captions[cols][inside] - cols.start]
@@ -416,6 +546,11 @@ def _stream(
         del blk
 
     recount = not _same_scores(exact, approx)  # a kernel rounded the first estimate differently
+    if recount and window is not None:
+        settled = {"i2t": _image_thresholds(exact, c2i, n), "t2i": _Thresholds(exact, c2i)}
+        if window.correct(before, thresholds, settled):
+            recount = False
+    del window
     # NaN scores sort first but rank after every number: the ranks no longer decide the hits
     late = from_ranks if bool(nan_seen) else []
     for name in late:
@@ -437,4 +572,4 @@ def _stream(
     return summarise_fold(ranks, per_query, zetas if labelled else []), {k: v.cpu() for k, v in ranks.items()}
 
 
-__all__ = ["HOT_BLOCK_BYTES", "plan_stream", "stream_fold_metrics"]
+__all__ = ["GPU_HOT_BLOCK_BYTES", "HOT_BLOCK_BYTES", "plan_stream", "stream_fold_metrics"]

@@ -72,10 +72,34 @@ def _cpu_vendor() -> str:
 #: the same entries of a large product (the engine needs a pair's score not to depend on its block's
 #: shape)
 SMALL = 64
+#: OpenBLAS kernel families (threadpoolctl's ``architecture``) whose float32 products keep each
+#: entry's bits whatever the product's shape, once padded to :data:`SMALL`: its AVX-512 kernels.
+#: Its Haswell (AVX2) kernels, which OpenBLAS 0.3.31 also picks on AMD Zen 4, round some entries
+#: differently by shape (0.6 % of a 2,000 × 3,000 block against a 2,000 × 6,000 one, D = 96)
+OPENBLAS_SHAPE_FREE = ("skylakex", "cooperlake", "sapphirerapids")
 #: oneDNN path: the same, for its single-row and single-column products (matrix-vector kernels); from
 #: 2 × 2 up its products have the bits of the whole (checked for every shape up to 65 × 333 against
 #: 700 × 1,500 products, D = 3 to 4,096, 1 and 2 threads)
 ONEDNN_SMALL = 2
+
+
+def numpy_blas() -> str:
+    """numpy's BLAS and the kernel family it picked, as threadpoolctl reports them (e.g.
+    ``"openblas SkylakeX"``), or ``""`` when it reports none."""
+    from threadpoolctl import threadpool_info
+
+    np.ones(1) @ np.ones(1)  # numpy's BLAS is loaded lazily by some builds
+    for lib in threadpool_info():
+        if lib.get("user_api") == "blas":
+            return f"{lib.get('internal_api', '')} {lib.get('architecture') or ''}".strip()
+    return ""
+
+
+def numpy_keeps_bits() -> bool:
+    """Whether the ``numpy`` backend's scores keep their bits whatever the block's shape (OpenBLAS
+    with one of :data:`OPENBLAS_SHAPE_FREE`); elsewhere the evaluator recounts (a second pass)."""
+    name, _, arch = numpy_blas().partition(" ")
+    return name == "openblas" and arch.lower() in OPENBLAS_SHAPE_FREE
 
 
 def _linear(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

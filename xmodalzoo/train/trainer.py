@@ -25,7 +25,7 @@ from .batches import training_batches
 from .checkpoint import WEIGHTS, load_weights, save_checkpoint
 from .log import MetricsLog, epoch_summary, progress_bar
 from .optim import apply_freeze, build_optimizer, check_patterns, trainable_parameters
-from .precision import mixed_precision
+from .precision import mixed_precision, step_scheduler
 from .resume import read_last, write_last
 from .rng import seed_everything
 from .progress import ProgressLines
@@ -166,7 +166,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()
+        step_scheduler(self.scheduler)
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
 
