@@ -431,3 +431,15 @@ def test_the_evaluator_benchmarks_run_on_the_cpu():
     if not torch.cuda.is_available():
         gpu = _bench("evaluator_speed.py", "--device", "cuda", "--cases", "cosine", "--sizes", "64x320")
         assert gpu.returncode != 0 and gpu.stderr.strip().splitlines()[-1].startswith("error: --device cuda")
+
+
+def test_an_image_without_captions_ranks_past_the_gallery_even_with_nan_scores():
+    """No positive: rank M + 1 (as fold_metrics gives), also when some of its scores are NaN
+    (counting against the threshold -inf would give the number of non-NaN scores)."""
+    img = PointEmbedding(torch.tensor([[1.0, 0.0], [0.0, 1.0], [math.nan, 0.0], [1.0, 1.0]]))
+    cap = PointEmbedding(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.2]]))
+    c2i = torch.tensor([0, 1, 0])  # images 2 and 3 have no caption
+    (want, want_ranks), _ = reference(Cosine(), img, cap, c2i, None, None, None)
+    got, ranks = stream_fold_metrics(Cosine(), img, cap, c2i, zetas=())
+    assert ranks["i2t"].tolist() == want_ranks["i2t"].tolist() == [1, 1, 4, 4]
+    assert got == want

@@ -244,31 +244,39 @@ class _Window:
     def __init__(self, thresholds: dict[str, _Thresholds], approx: torch.Tensor, cap: int) -> None:
         finite = approx[torch.isfinite(approx)]
         scale = float(finite.abs().max()) if finite.numel() else 1.0
+        #: per direction: the first-estimate threshold values and their windows' half-widths (-1, an
+        #: empty window, around an infinite or NaN threshold: such a one may only stay where it is)
         self.bounds = {}
         for name, thr in thresholds.items():
             half = WINDOW_REL * torch.maximum(thr.value.abs(), thr.value.new_tensor(scale))
-            self.bounds[name] = (thr.value - half, thr.value + half)
+            self.bounds[name] = (thr.value, torch.where(torch.isfinite(half), half, -1.0))
         self.cap, self.size, self.full = cap, 0, False
         self.entries: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {n: [] for n in thresholds}
 
     def collect(self, name: str, blk: torch.Tensor, queries: slice, g0: int, qdim: int, scratch: torch.Tensor) -> None:
         """Keep the scores of ``blk`` (queries along ``qdim``, gallery items from ``g0`` along the
-        other) inside their query's window; ``scratch`` (float32, of ``blk``'s shape) is overwritten."""
+        other) inside their query's window; ``scratch`` (float32, of ``blk``'s shape) is overwritten.
+
+        A score s is inside when ``|fl(s - v)| <= half``: rounding is monotone, so every score
+        between v and a new threshold v' with ``|fl(v' - v)| <= half`` (what :meth:`correct`
+        checks) is inside.  The kept scores are counted before they are listed, so their indices
+        never take more than the cap's memory."""
         if self.full:
             return
-        lo, hi = (b[queries] for b in self.bounds[name])
-        lo, hi = (lo[:, None], hi[:, None]) if qdim == 0 else (lo[None, :], hi[None, :])
-        flags = scratch.view(-1).view(torch.bool)  # two bool masks in the float32 buffer: no new memory
-        size = blk.numel()
-        inside = torch.ge(blk, lo, out=flags[:size].view(blk.shape))
-        inside &= torch.le(blk, hi, out=flags[size : 2 * size].view(blk.shape))
-        at = inside.nonzero()
-        self.size += len(at)
+        value, half = (b[queries] for b in self.bounds[name])
+        value, half = (value[:, None], half[:, None]) if qdim == 0 else (value[None, :], half[None, :])
+        near = torch.sub(blk, value, out=scratch)
+        near.abs_()
+        torch.le(near, half, out=near)  # 1.0 inside (NaN: never), 0.0 outside
+        kept = int(_float_counts(near, 1 - qdim).sum())
+        self.size += kept
         if self.size > self.cap:
             self.full, self.entries = True, {}
             return
-        score = blk[at[:, 0], at[:, 1]]
-        self.entries[name].append((at[:, qdim] + queries.start, at[:, 1 - qdim] + g0, score))
+        if kept:
+            at = near.nonzero()
+            score = blk[at[:, 0], at[:, 1]]
+            self.entries[name].append((at[:, qdim] + queries.start, at[:, 1 - qdim] + g0, score))
 
     def correct(self, before: dict[str, torch.Tensor], old: dict[str, _Thresholds],
                 new: dict[str, _Thresholds]) -> bool:
@@ -276,10 +284,11 @@ class _Window:
         False (counts untouched) where the window cannot prove that exact."""
         if self.full:
             return False
-        for name, (lo, hi) in self.bounds.items():
+        for name, (value, half) in self.bounds.items():
             v, was = new[name].value, old[name]
-            unmoved = (v == was.value) & (new[name].first == was.first)  # e.g. -inf: an image without captions
-            if not bool((unmoved | ((v >= lo) & (v <= hi))).all()):  # NaN fails both
+            same = (v == was.value) | (torch.isnan(v) & torch.isnan(was.value))
+            unmoved = same & (new[name].first == was.first)  # e.g. -inf: an image without captions
+            if not bool((unmoved | ((v - value).abs() <= half)).all()):
                 return False
         for name, parts in self.entries.items():
             if not parts:
@@ -509,7 +518,8 @@ def _stream(
 
     scratch = torch.empty(plan.rows * plan.cols, device=device)
 
-    window = _Window(thresholds, approx, WINDOW_PER_QUERY * (n + m) + (1 << 16)) if _use_window(device) else None
+    cap = min(WINDOW_PER_QUERY * (n + m) + (1 << 16), max(1, max_bytes // 64))  # 36 bytes per kept score
+    window = _Window(thresholds, approx, cap) if _use_window(device) else None
 
     def count(blk: torch.Tensor, rows: slice, cols: slice, thr: dict[str, _Thresholds],
               keep: _Window | None = None) -> None:
@@ -566,7 +576,10 @@ def _stream(
                 count(blk, rows, cols, thresholds)
             merge(blk, rows, cols, late)
 
-    ranks = {"i2t": before["i2t"] + 1, "t2i": before["t2i"] + 1}
+    # an image without captions has no positive: rank m + 1, as fold_metrics gives (its count, against
+    # the threshold -inf, is the number of its scores that are not NaN)
+    has_caption = torch.bincount(c2i, minlength=n) > 0
+    ranks = {"i2t": torch.where(has_caption, before["i2t"] + 1, m + 1), "t2i": before["t2i"] + 1}
     per_query = {name: _precision(d, tops[name].indices() if name in tops else None, ranks[name], zetas, max_bytes)
                  for name, d in directions.items()}
     return summarise_fold(ranks, per_query, zetas if labelled else []), {k: v.cpu() for k, v in ranks.items()}
