@@ -443,3 +443,14 @@ def test_an_image_without_captions_ranks_past_the_gallery_even_with_nan_scores()
     got, ranks = stream_fold_metrics(Cosine(), img, cap, c2i, zetas=())
     assert ranks["i2t"].tolist() == want_ranks["i2t"].tolist() == [1, 1, 4, 4]
     assert got == want
+
+
+@pytest.mark.parametrize("hot,cols", [(64 << 20, 4096), (1 << 30, 16384), (1 << 30, 65536)])
+def test_block_plans_keep_the_column_cap_and_the_budget(hot, cols):
+    """CPU (64 MiB, 4,096 columns) and GPU (1 GiB, 16,384 columns) block shapes: at most the column
+    cap, within the budget, and whole columns first (rows only shrink once the columns are capped)."""
+    for n, m, budget in [(5000, 25000, 1 << 30), (25000, 125000, 1 << 30), (5000, 25000, 50 << 20)]:
+        plan = plan_stream(n, m, 4, 5, 1, budget, hot_bytes=hot, block_cols=cols)
+        assert plan.cols <= max(cols, 16) and plan.cols <= m and plan.rows <= n
+        assert plan.block_bytes + plan.cols * 1 * streaming.TOPK_SLOT_BYTES <= min(budget, hot)
+        assert plan.cols >= min(m, cols) // 2  # evened, never below half the cap
