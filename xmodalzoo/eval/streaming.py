@@ -235,10 +235,10 @@ class _Window:
 
     A query's count of items ranked before its threshold can only change, when the threshold moves
     from ``(v, f)`` (first estimate) to ``(v', f')`` (the block scores), for items scoring between
-    ``v`` and ``v'``: with ``v'`` inside the window ``[v - t, v + t]``, every such item was kept, and
-    the correction is the number of kept items ranked before ``(v', f')`` minus those ranked before
-    ``(v, f)``.  A threshold that leaves its window (or is NaN), or more entries than the cap, and
-    :meth:`correct` refuses: the caller then counts again.
+    ``v`` and ``v'``: with ``|fl(v' - v)| <= t`` (the window's half-width, see :meth:`collect`),
+    every such item was kept, and the correction is the number of kept items ranked before
+    ``(v', f')`` minus those ranked before ``(v, f)``.  A threshold that moved further (or to NaN),
+    or more kept scores than the cap, and :meth:`correct` refuses: the caller then counts again.
     """
 
     def __init__(self, thresholds: dict[str, _Thresholds], approx: torch.Tensor, cap: int) -> None:
