@@ -132,6 +132,11 @@ def _image_thresholds(own: torch.Tensor, c2i: torch.Tensor, n_img: int) -> _Thre
     return _Thresholds(best, first)
 
 
+def _both_thresholds(scores: torch.Tensor, c2i: torch.Tensor, n_img: int) -> dict[str, _Thresholds]:
+    """Both directions' thresholds from the scores ``scores[c]`` of each caption with its image."""
+    return {"i2t": _image_thresholds(scores, c2i, n_img), "t2i": _Thresholds(scores, c2i)}
+
+
 #: the smallest positive normal float32: thresholds below it in magnitude (zeros, subnormals) are
 #: compared with their ties counted explicitly, so flushing subnormals to zero cannot change a count
 _TINY = torch.finfo(torch.float32).tiny
@@ -244,12 +249,13 @@ class _Window:
     def __init__(self, thresholds: dict[str, _Thresholds], approx: torch.Tensor, cap: int) -> None:
         finite = approx[torch.isfinite(approx)]
         scale = float(finite.abs().max()) if finite.numel() else 1.0
-        #: per direction: the first-estimate threshold values and their windows' half-widths (-1, an
-        #: empty window, around an infinite or NaN threshold: such a one may only stay where it is)
-        self.bounds = {}
+        self.thresholds = thresholds
+        #: per direction: the windows' half-widths (-1, an empty window, around an infinite or NaN
+        #: threshold: such a one may only stay where it is)
+        self.halves = {}
         for name, thr in thresholds.items():
             half = WINDOW_REL * torch.maximum(thr.value.abs(), thr.value.new_tensor(scale))
-            self.bounds[name] = (thr.value, torch.where(torch.isfinite(half), half, -1.0))
+            self.halves[name] = torch.where(torch.isfinite(half), half, -1.0)
         self.cap, self.size, self.full = cap, 0, False
         self.entries: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {n: [] for n in thresholds}
 
@@ -263,7 +269,7 @@ class _Window:
         never take more than the cap's memory."""
         if self.full:
             return
-        value, half = (b[queries] for b in self.bounds[name])
+        value, half = self.thresholds[name].value[queries], self.halves[name][queries]
         value, half = (value[:, None], half[:, None]) if qdim == 0 else (value[None, :], half[None, :])
         near = torch.sub(blk, value, out=scratch)
         near.abs_()
@@ -278,17 +284,17 @@ class _Window:
             score = blk[at[:, 0], at[:, 1]]
             self.entries[name].append((at[:, qdim] + queries.start, at[:, 1 - qdim] + g0, score))
 
-    def correct(self, before: dict[str, torch.Tensor], old: dict[str, _Thresholds],
-                new: dict[str, _Thresholds]) -> bool:
-        """Move each direction's counts from the ``old`` thresholds to the ``new`` ones in place;
+    def correct(self, before: dict[str, torch.Tensor], new: dict[str, _Thresholds]) -> bool:
+        """Move each direction's counts from the window's thresholds to the ``new`` ones in place;
         False (counts untouched) where the window cannot prove that exact."""
         if self.full:
             return False
-        for name, (value, half) in self.bounds.items():
+        old = self.thresholds
+        for name, half in self.halves.items():
             v, was = new[name].value, old[name]
             same = (v == was.value) | (torch.isnan(v) & torch.isnan(was.value))
             unmoved = same & (new[name].first == was.first)  # e.g. -inf: an image without captions
-            if not bool((unmoved | ((v - value).abs() <= half)).all()):
+            if not bool((unmoved | ((v - was.value).abs() <= half)).all()):
                 return False
         for name, parts in self.entries.items():
             if not parts:
@@ -454,8 +460,6 @@ def stream_fold_metrics(
     :data:`GPU_HOT_BLOCK_BYTES` elsewhere); ``max_bytes`` bounds it in any case.
     """
     device = torch.device(device)
-    if hot_bytes is None:
-        hot_bytes = HOT_BLOCK_BYTES if device.type == "cpu" else GPU_HOT_BLOCK_BYTES
     was_training = sim.training
     sim.eval()
     try:
@@ -468,7 +472,7 @@ def stream_fold_metrics(
 
 def _stream(
     scorer: BlockScorer, c2i: torch.Tensor, positives: torch.Tensor | None, image_labels: torch.Tensor | None,
-    caption_labels: torch.Tensor | None, zetas: list[int], max_bytes: int, hot_bytes: int,
+    caption_labels: torch.Tensor | None, zetas: list[int], max_bytes: int, hot_bytes: int | None,
 ) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
     n, m = scorer.n, scorer.m
     device = c2i.device
@@ -504,12 +508,14 @@ def _stream(
     rows = _pair_rows(device, scorer)
     width = int(max(MIN_BLOCK, min(256, rows * per_image, math.isqrt(max(1, max_bytes // max(pair_bytes, 4))))))
     approx = scorer.pairs(c2i, captions, width=width) if m else torch.empty(0, device=device)
-    thresholds = {"i2t": _image_thresholds(approx, c2i, n), "t2i": _Thresholds(approx, c2i)}
+    thresholds = _both_thresholds(approx, c2i, n)
     # a direction whose ranks decide its hits keeps no top k, unless NaN scores turn up: plan for one
     k_rows = directions["i2t"].k if "i2t" in directions else 0
     k_cols = directions["t2i"].k if "t2i" in directions else 0
-    plan = plan_stream(n, m, pair_bytes, k_rows, k_cols, max_bytes, hot_bytes,
-                       BLOCK_COLS if device.type == "cpu" else GPU_BLOCK_COLS)
+    cpu = device.type == "cpu"
+    plan = plan_stream(n, m, pair_bytes, k_rows, k_cols, max_bytes,
+                       hot_bytes if hot_bytes is not None else HOT_BLOCK_BYTES if cpu else GPU_HOT_BLOCK_BYTES,
+                       BLOCK_COLS if cpu else GPU_BLOCK_COLS)
     tops = {name: RunningTopK(d.k, n if name == "i2t" else m, device)
             for name, d in directions.items() if d.needs_top}
     before = {"i2t": torch.zeros(n, dtype=torch.long, device=device),
@@ -518,8 +524,10 @@ def _stream(
 
     scratch = torch.empty(plan.rows * plan.cols, device=device)
 
-    cap = min(WINDOW_PER_QUERY * (n + m) + (1 << 16), max(1, max_bytes // 64))  # 36 bytes per kept score
-    window = _Window(thresholds, approx, cap) if _use_window(device) else None
+    window = None
+    if _use_window(device):
+        cap = min(WINDOW_PER_QUERY * (n + m) + (1 << 16), max(1, max_bytes // 64))  # 36 bytes per kept score
+        window = _Window(thresholds, approx, cap)
 
     def count(blk: torch.Tensor, rows: slice, cols: slice, thr: dict[str, _Thresholds],
               keep: _Window | None = None) -> None:
@@ -556,10 +564,9 @@ def _stream(
         del blk
 
     recount = not _same_scores(exact, approx)  # a kernel rounded the first estimate differently
-    if recount and window is not None:
-        settled = {"i2t": _image_thresholds(exact, c2i, n), "t2i": _Thresholds(exact, c2i)}
-        if window.correct(before, thresholds, settled):
-            recount = False
+    settled = _both_thresholds(exact, c2i, n) if recount else thresholds
+    if recount and window is not None and window.correct(before, settled):
+        recount = False
     del window
     # NaN scores sort first but rank after every number: the ranks no longer decide the hits
     late = from_ranks if bool(nan_seen) else []
@@ -567,13 +574,12 @@ def _stream(
         directions[name].from_ranks = False
         tops[name] = RunningTopK(1, n if name == "i2t" else m, device)
     if recount:
-        thresholds = {"i2t": _image_thresholds(exact, c2i, n), "t2i": _Thresholds(exact, c2i)}
         for counts in before.values():
             counts.zero_()
     if recount or late:
         for blk, rows, cols in scored_blocks():
             if recount:
-                count(blk, rows, cols, thresholds)
+                count(blk, rows, cols, settled)
             merge(blk, rows, cols, late)
 
     # an image without captions has no positive: rank m + 1, as fold_metrics gives (its count, against
