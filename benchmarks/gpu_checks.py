@@ -18,8 +18,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import copy
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -44,6 +44,14 @@ def timed(fn: Callable[[], Any], repeats: int = 3) -> tuple[float, Any]:
     return best, out
 
 
+def compare(a: dict[str, float], ra: dict[str, torch.Tensor], b: dict[str, float],
+            rb: dict[str, torch.Tensor]) -> tuple[float, float]:
+    """(largest difference of a metric both report, NaN left out; share of equal ranks) of two evaluations."""
+    diff = max(abs(a[k] - b[k]) for k in a if k in b and a[k] == a[k])
+    same = sum(int((ra[d].cpu() == rb[d].cpu()).sum()) for d in ra) / sum(ra[d].numel() for d in ra)
+    return diff, same
+
+
 def agreement(cases: list[str], n: int, m: int, dim: int) -> None:
     from xmodalzoo.eval import RetrievalTargets, fold_metrics
     from xmodalzoo.eval.streaming import stream_fold_metrics
@@ -65,12 +73,6 @@ def agreement(cases: list[str], n: int, m: int, dim: int) -> None:
                 similarity_matrix(sim, img, cap, device=cuda, out_device=cuda), targets))
             on_cpu, cpu_ranks = stream_fold_metrics(copy.deepcopy(sim).to(cpu), img.to(cpu), cap.to(cpu), c2i,
                                                     positives=pos, device=cpu)
-
-        def compare(a: dict[str, float], ra: dict[str, torch.Tensor], b: dict[str, float],
-                    rb: dict[str, torch.Tensor]) -> tuple[float, float]:
-            diff = max(abs(a[k] - b[k]) for k in a if k in b and a[k] == a[k])
-            same = sum(int((ra[d].cpu() == rb[d].cpu()).sum()) for d in ra) / sum(ra[d].numel() for d in ra)
-            return diff, same
 
         d_mat, s_mat = compare(got, ranks, want, want_ranks)
         d_cpu, s_cpu = compare(got, ranks, on_cpu, cpu_ranks)

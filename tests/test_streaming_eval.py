@@ -103,16 +103,13 @@ def test_window_corrects_the_counts_in_one_pass(monkeypatch, steps):
     c2i = torch.arange(600) // 5
     pos = (torch.rand(600, 120, generator=gen) < 0.03) | (torch.arange(120)[None] == c2i[:, None])
     (want, want_ranks), scores = reference(Cosine(), img, cap, c2i, pos, None, None)
-    def ulps(x, k):
+    def ulps(x, k, toward):
         for _ in range(k):
-            x = torch.nextafter(x, torch.tensor(math.inf))
+            x = torch.nextafter(x, torch.tensor(toward))
         return x
 
     def wobble(x):  # half the scores up, half down, by `steps` ulps
-        up, down = ulps(x, steps), x.clone()
-        for _ in range(steps):
-            down = torch.nextafter(down, torch.tensor(-math.inf))
-        return torch.where(torch.arange(len(x)) % 2 == 0, up, down)
+        return torch.where(torch.arange(len(x)) % 2 == 0, ulps(x, steps, math.inf), ulps(x, steps, -math.inf))
 
     monkeypatch.setattr(streaming, "_use_window", lambda device: True)
     _perturbed_pairs(monkeypatch, wobble)
@@ -163,7 +160,7 @@ def test_window_falls_back_to_a_second_pass(monkeypatch, case):
     if case == "window full":
         monkeypatch.setattr(streaming, "WINDOW_PER_QUERY", 0)
         monkeypatch.setattr(streaming, "WINDOW_REL", 1.0)  # every score is near: the cap (2**16) ...
-        cap = PointEmbedding(torch.randn(300, 8, generator=gen).repeat(1, 1))
+        cap = PointEmbedding(torch.randn(300, 8, generator=gen))
         img = PointEmbedding(torch.randn(300, 8, generator=gen))  # ... of 90,000 kept scores overflows
         c2i, pos = torch.arange(300), torch.eye(300, dtype=torch.bool)
         (want, want_ranks), _ = reference(Cosine(), img, cap, c2i, pos, None, None)
