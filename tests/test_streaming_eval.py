@@ -78,6 +78,67 @@ def test_recounts_when_the_first_scoring_of_positives_differs(monkeypatch):
     assert got == want and torch.equal(ranks["t2i"], want_ranks["t2i"])
 
 
+def _coco_style(seed: int, n_img: int = 40, per_img: int = 5, noise: float = 3.0):
+    """Captions grouped by image, each a noisy copy of its image, each caption's only positive its own
+    image: most images find a caption in their top 5, many only further down (some after a
+    positive of theirs led an early block)."""
+    gen = torch.Generator().manual_seed(seed)
+    img = torch.randn(n_img, 8, generator=gen)
+    c2i = torch.arange(n_img * per_img) // per_img
+    cap = img[c2i] + noise * torch.randn(len(c2i), 8, generator=gen)
+    return PointEmbedding(img), PointEmbedding(cap), c2i, torch.arange(n_img)[None, :] == c2i[:, None]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_queries_past_their_r_leave_the_top_k_and_score_no_hit(seed, monkeypatch):
+    """COCO-style positives (each a caption with its own image): an image's top k is no longer kept
+    once more than R captions rank before its best one (it has no hit in its top R), so its running
+    top k may hold positives of early blocks that later ones pushed out; its R-Precision and
+    mAP@R must be 0 all the same, every metric equal to the score matrix's and to brute force."""
+    img, cap, c2i, own = _coco_style(seed)
+    (want, want_ranks), scores = reference(Cosine(), img, cap, c2i, own, None, None)
+    assert 0.2 < float((want_ranks["i2t"] > 5).float().mean()) < 0.8  # both kinds of query
+    merged = []
+    real = streaming.RunningTopK.merge
+    monkeypatch.setattr(streaming.RunningTopK, "merge", lambda self, q, b, g0, wanted=None:
+                        merged.append(int(wanted.sum()) if wanted is not None else -1) or real(self, q, b, g0, wanted))
+    got, ranks = stream_fold_metrics(Cosine(), img, cap, c2i, positives=own, max_bytes=20_000)
+    assert len(merged) > 10 and min(merged) >= 0 and sum(merged) < 40 * len(merged) // 2  # rows left out
+    assert got == want and torch.equal(ranks["i2t"], want_ranks["i2t"])
+    brute = brute_metrics(scores, c2i.tolist(), own.tolist(), torch.zeros(40, 1), torch.zeros(len(c2i), 1))
+    for key in ("r_precision_i2t", "map_at_r_i2t"):
+        assert got[key] == pytest.approx(brute[key], abs=1e-9), key
+
+
+def test_extra_positives_keep_every_top_k(monkeypatch):
+    """A positive beyond the caption–image pairs (as ECCV Caption or CxC add) may outrank an image's
+    own captions: no query leaves the top k then."""
+    img, cap, c2i, own = _coco_style(0)
+    pos = own.clone()
+    pos[3, 7] = True  # caption 3 (of image 0) a positive of image 7 as well
+    wanted = []
+    real = streaming.RunningTopK.merge
+    monkeypatch.setattr(streaming.RunningTopK, "merge", lambda self, q, b, g0, w=None:
+                        wanted.append(w) or real(self, q, b, g0, w))
+    (want, _), _ = reference(Cosine(), img, cap, c2i, pos, None, None)
+    got, _ = stream_fold_metrics(Cosine(), img, cap, c2i, positives=pos, max_bytes=20_000)
+    assert got == want and wanted and all(w is None for w in wanted)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_recount_keeps_the_pruned_top_k_again(seed, monkeypatch):
+    """First estimates of the positive pairs an ulp low (a BLAS rounding by shape): every image counts
+    its own best caption too, so one whose best caption ranks R-th is pruned from the top k though it
+    has a hit; the second pass keeps the top k again from the exact counts, and the metrics equal
+    the score matrix's."""
+    img, cap, c2i, own = _coco_style(seed)
+    (want, want_ranks), _ = reference(Cosine(), img, cap, c2i, own, None, None)
+    _perturbed_pairs(monkeypatch, lambda x: torch.nextafter(x, torch.tensor(-math.inf)))
+    counted = _counting_passes(monkeypatch)
+    got, ranks = stream_fold_metrics(Cosine(), img, cap, c2i, positives=own, max_bytes=20_000)
+    assert len(counted) > 8 and got == want and torch.equal(ranks["i2t"], want_ranks["i2t"])
+
+
 def _counting_passes(monkeypatch):
     """A list that gets one entry per block the evaluator counts (2 blocks' worth per pass)."""
     calls = []
@@ -213,8 +274,8 @@ def test_one_positive_per_query_takes_precision_from_the_ranks(caps_per_img, mon
     (want, want_ranks), scores = reference(Cosine(), img, cap, c2i, own, None, None)
     merged = []
     real_merge = streaming.RunningTopK.merge
-    monkeypatch.setattr(streaming.RunningTopK, "merge", lambda self, q, b, g0: merged.append(len(self.keys)) or
-                        real_merge(self, q, b, g0))
+    monkeypatch.setattr(streaming.RunningTopK, "merge", lambda self, q, b, g0, *rest: merged.append(len(self.keys)) or
+                        real_merge(self, q, b, g0, *rest))
     got, ranks = stream_fold_metrics(Cosine(), img, cap, c2i, positives=own, hot_bytes=6_000)
     # one caption per image: no top k at all; three: only i2t (23 images, 69 captions) keeps one
     assert set(merged) == (set() if caps_per_img == 1 else {23})
@@ -451,3 +512,31 @@ def test_block_plans_keep_the_column_cap_and_the_budget(hot, cols):
         assert plan.cols <= max(cols, 16) and plan.cols <= m and plan.rows <= n
         assert plan.block_bytes + plan.cols * 1 * streaming.TOPK_SLOT_BYTES <= min(budget, hot)
         assert plan.cols >= min(m, cols) // 2  # evened, never below half the cap
+
+
+@pytest.mark.parametrize("fresh", [4, 64, 196])
+def test_fresh_products_stay_under_the_heap_threshold(fresh, monkeypatch, request):
+    """A backend that returns a fresh product per block (oneDNN): blocks keep it within
+    FRESH_PRODUCT_BYTES (larger ones are new mappings each time, whose pages fault in), unless the
+    budget allows nothing else; the evaluator asks for this only of such a backend."""
+    from xmodalzoo.similarity import gemm
+
+    for n, m in [(1000, 5000), (5000, 25000)]:
+        plan = plan_stream(n, m, fresh + 4, 5, 1, 1 << 30, fresh_pair_bytes=fresh)
+        assert plan.rows * plan.cols * fresh <= gemm.FRESH_PRODUCT_BYTES
+        free = plan_stream(n, m, fresh + 4, 5, 1, 1 << 30)
+        assert (plan.rows, plan.cols) == (free.rows, free.cols) if fresh == 4 else plan.rows < free.rows
+    tiny = plan_stream(40, 200, 196, 5, 1, 200_000, fresh_pair_bytes=10**9)  # nothing fits the cap
+    assert tiny.rows >= 16 and tiny.cols >= 16
+    seen = []
+    real = streaming.plan_stream
+    monkeypatch.setattr(streaming, "plan_stream", lambda *a: seen.append(a[-1]) or real(*a))
+    img, cap, c2i, own = _coco_style(0)
+    request.addfinalizer(gemm.cpu_backend.cache_clear)
+    for backend, want in [("onednn", 4), ("torch", 0)]:
+        if backend == "onednn" and not gemm._onednn_usable():
+            continue
+        monkeypatch.setenv(gemm.ENV, backend)
+        gemm.cpu_backend.cache_clear()
+        stream_fold_metrics(Cosine(), img, cap, c2i, positives=own)
+        assert seen[-1] == want, backend

@@ -17,6 +17,8 @@ block at a time, and each block updates, for both directions (i2t reads rows, t2
   largest number of positives), merged block by block on unique sort keys
   (:class:`~xmodalzoo.similarity.engine.RunningTopK`), equal to the first k of a full stable sort.
   Once a query's top k is full, its k-th score is a floor: block rows that cannot beat it are skipped.
+  Where every positive is a caption with its own image, a query whose count reaches its R has no
+  hit in its top R: its top k is no longer kept (:func:`_positives_are_pairs`).
 
 Working memory: one block (its scores, reused from block to block, and one float32 comparison
 buffer), bounded by ``max_bytes`` and by
@@ -37,7 +39,7 @@ from ..similarity.base import Similarity
 from ..similarity.engine import (
     MIN_BLOCK, TOPK_PAIR_BYTES, TOPK_SLOT_BYTES, ChunkPlan, RunningTopK, even_size,
 )
-from ..similarity.gemm import cpu_backend
+from ..similarity.gemm import FRESH_PRODUCT_BYTES, cpu_backend
 from ..similarity.scorer import BlockScorer, prepare_scorer
 from . import metrics as M
 from .summary import summarise_fold
@@ -63,7 +65,7 @@ GPU_BLOCK_COLS = 16384
 
 def plan_stream(
     n: int, m: int, pair_bytes: int, k_rows: int, k_cols: int, max_bytes: int, hot_bytes: int = HOT_BLOCK_BYTES,
-    block_cols: int = BLOCK_COLS,
+    block_cols: int = BLOCK_COLS, fresh_pair_bytes: int = 0,
 ) -> ChunkPlan:
     """Equal-shaped blocks for :func:`stream_fold_metrics`.
 
@@ -71,12 +73,17 @@ def plan_stream(
     = the larger of the similarity's ``pair_bytes`` and the engine's top-k bytes per pair, plus the
     :data:`COUNT_PAIR_BYTES` of the rank counts' buffer; S = the engine's bytes per kept top-k slot),
     at most ``min(max_bytes, hot_bytes)``; columns first (up to ``block_cols``), then as many rows
-    as fit; both evened (:func:`~xmodalzoo.similarity.engine.even_size`).
+    as fit; both evened (:func:`~xmodalzoo.similarity.engine.even_size`).  ``fresh_pair_bytes``:
+    the bytes per pair of a product the backend allocates afresh for every block (oneDNN's); the
+    block then also keeps that product within :data:`~xmodalzoo.similarity.gemm.FRESH_PRODUCT_BYTES`.
+    Both caches' bounds are preferences: only ``max_bytes`` is a limit.
     """
     if max_bytes <= 0:
         raise ValueError(f"max_bytes must be positive, got {max_bytes}")
     n, m = max(n, 1), max(m, 1)
     per_pair = max(int(pair_bytes), TOPK_PAIR_BYTES) + COUNT_PAIR_BYTES
+    if fresh_pair_bytes > 0:
+        hot_bytes = min(hot_bytes, FRESH_PRODUCT_BYTES * per_pair // fresh_pair_bytes)
     budget = min(max_bytes, max(hot_bytes, 1))
     min_rows, min_cols = min(n, MIN_BLOCK), min(m, MIN_BLOCK)
     cols = even_size(m, max(block_cols, min_cols))
@@ -88,7 +95,7 @@ def plan_stream(
         if cols == min_cols:
             break
         cols = even_size(m, max(min_cols, cols // 2))
-    if budget < max_bytes:  # the cache bound is a preference; only the budget is a limit
+    if budget < max_bytes:  # the cache bounds are preferences; only the budget is a limit
         return plan_stream(n, m, pair_bytes, k_rows, k_cols, max_bytes, hot_bytes=max_bytes, block_cols=block_cols)
     smallest = min_rows * min_cols * per_pair + (min_rows * k_rows + min_cols * k_cols) * TOPK_SLOT_BYTES
     raise RecipeError(  # a ValueError too; one line from the CLI
@@ -361,8 +368,12 @@ def _pair_rows(device: torch.device, scorer: BlockScorer) -> int:
     """Images per chunk of the first scoring of the positive pairs (see :data:`GPU_PAIR_ROWS`)."""
     if device.type != "cpu":
         return GPU_PAIR_ROWS
-    # on oneDNN (its thread team runs every block) 64-image chunks pay: 14 → 6.5 ms at 1K × 5K
-    return 4 * MIN_BLOCK if scorer.uses_gemm and cpu_backend() == "onednn" else MIN_BLOCK
+    # on oneDNN (its thread team runs every block) 64-image chunks pay: 14 → 6.5 ms at 1K × 5K; not
+    # for sets, whose blocks are K·K' products per pair (mostly off the pairs wanted): 16-image
+    # chunks, 80 pairs, at 1K × 5K mil_max K = 4 26 → 15 ms, match_prob J = 7 105 → 46 ms
+    if scorer.uses_gemm and cpu_backend() == "onednn" and scorer.kq * scorer.kg == 1:
+        return 4 * MIN_BLOCK
+    return MIN_BLOCK
 
 
 def _ranks_decide_hits(name: str, pos: torch.Tensor, counts: torch.Tensor, c2i: torch.Tensor) -> bool:
@@ -378,6 +389,17 @@ def _ranks_decide_hits(name: str, pos: torch.Tensor, counts: torch.Tensor, c2i: 
     captions = torch.bincount(c2i, minlength=n)
     own_images = torch.bincount(c2i, weights=own.double(), minlength=n)
     return bool(((counts == 0) | ((captions == 1) & (own_images == 1))).all())
+
+
+def _positives_are_pairs(pos: torch.Tensor, c2i: torch.Tensor, per_caption: torch.Tensor) -> bool:
+    """Whether every positive of the (captions × images) mask is a caption with its own image.
+
+    Then each query's best positive is its rank threshold (or scores below it), and a query whose
+    threshold ranks past R (its number of positives) has no positive in its top R: R-Precision and
+    mAP@R are 0 whatever its top k, which therefore need not be kept (sort position ≥ rank count + 1:
+    NaN scores sort first but are never counted)."""
+    own = pos[torch.arange(len(c2i), device=c2i.device), c2i]
+    return int(own.sum()) == int(per_caption.sum())
 
 
 def _top_distances(q_lab: torch.Tensor, g_lab: torch.Tensor, top: torch.Tensor, max_bytes: int) -> torch.Tensor:
@@ -402,6 +424,9 @@ class _Direction:
     counts: dict[str, torch.Tensor]
     #: R-Precision and mAP@R follow from the ranks (see :func:`_ranks_decide_hits`): no top k kept
     from_ranks: bool = False
+    #: a query whose best positive ranks past its R has no hit (see :func:`_positives_are_pairs`):
+    #: its top k is not kept once its rank count reaches R, and its hits are taken as none
+    pruned: bool = False
 
     @property
     def needs_top(self) -> bool:
@@ -423,7 +448,11 @@ def _precision(
         out["r_precision"], out["map_at_r"] = hit, hit.clone()
     elif d.positives is not None:
         assert top is not None
-        hits = d.positives.gather(1, top)
+        if d.pruned:  # a pruned query's top k may hold no item at all: read item 0 and drop it
+            keep = (ranks <= d.counts["pos"])[:, None]
+            hits = d.positives.gather(1, torch.where(keep, top, 0)) & keep
+        else:
+            hits = d.positives.gather(1, top)
         out["r_precision"] = M._r_precision_sorted(hits, d.counts["pos"])
         out["map_at_r"] = M._map_at_r_sorted(hits, d.counts["pos"])
     if d.q_lab is not None and d.g_lab is not None:
@@ -457,7 +486,9 @@ def stream_fold_metrics(
     gives each caption's image; ``positives`` (captions × images, bool) adds R-Precision and mAP@R;
     ``image_labels`` / ``caption_labels`` (multi-hot) add PMRP for each ζ in ``zetas``.
     ``hot_bytes`` caps one block (default :data:`HOT_BLOCK_BYTES` on the CPU,
-    :data:`GPU_HOT_BLOCK_BYTES` elsewhere); ``max_bytes`` bounds it in any case.
+    :data:`GPU_HOT_BLOCK_BYTES` elsewhere, and a fresh product per block kept within
+    :data:`~xmodalzoo.similarity.gemm.FRESH_PRODUCT_BYTES`; a given ``hot_bytes`` is taken as it
+    is); ``max_bytes`` bounds it in any case.
     """
     device = torch.device(device)
     was_training = sim.training
@@ -500,6 +531,12 @@ def _stream(
             within = _label_counts(q_lab, g_lab, zetas, max_bytes)  # type: ignore[arg-type]
             counts.update({f"z{z}": within[:, i] for i, z in enumerate(zetas)})
         directions[name] = _Direction(p, q_lab, g_lab, counts, from_ranks)
+    use_window = _use_window(device)
+    # top-k pruning relies on counts against the final thresholds, known only without a window; it
+    # applies to i2t in practice (with pairs-only positives a caption has R <= 1: ranks decide t2i)
+    if pos is not None and pos_counts is not None and not use_window and _positives_are_pairs(pos, c2i, pos_counts[0]):
+        for d in directions.values():
+            d.pruned = d.needs_top and d.q_lab is None
 
     # thresholds from a first scoring of the positive pairs (caption c with its image c2i[c])
     pair_bytes = scorer.sim.pair_bytes(scorer.query, scorer.gallery)
@@ -515,7 +552,7 @@ def _stream(
     cpu = device.type == "cpu"
     plan = plan_stream(n, m, pair_bytes, k_rows, k_cols, max_bytes,
                        hot_bytes if hot_bytes is not None else HOT_BLOCK_BYTES if cpu else GPU_HOT_BLOCK_BYTES,
-                       BLOCK_COLS if cpu else GPU_BLOCK_COLS)
+                       BLOCK_COLS if cpu else GPU_BLOCK_COLS, scorer.fresh_pair_bytes if hot_bytes is None else 0)
     tops = {name: RunningTopK(d.k, n if name == "i2t" else m, device)
             for name, d in directions.items() if d.needs_top}
     before = {"i2t": torch.zeros(n, dtype=torch.long, device=device),
@@ -525,7 +562,7 @@ def _stream(
     scratch = torch.empty(plan.rows * plan.cols, device=device)
 
     window = None
-    if _use_window(device):
+    if use_window:
         cap = min(WINDOW_PER_QUERY * (n + m) + (1 << 16), max(1, max_bytes // 64))  # 36 bytes per kept score
         window = _Window(thresholds, approx, cap)
 
@@ -538,11 +575,17 @@ def _stream(
             keep.collect("i2t", blk, rows, cols.start, 0, above)
             keep.collect("t2i", blk, cols, rows.start, 1, above)
 
+    def wanted(name: str, queries: slice) -> torch.Tensor | None:
+        """The queries whose top k is still needed: those whose count so far is below their R."""
+        d = directions[name]
+        return before[name][queries] < d.counts["pos"][queries] if d.pruned else None
+
     def merge(blk: torch.Tensor, rows: slice, cols: slice, names: Sequence[str]) -> None:
+        """Merge the block into the named directions' top k (after :func:`count` of the block)."""
         if "i2t" in names:
-            tops["i2t"].merge(rows, blk, cols.start)
+            tops["i2t"].merge(rows, blk, cols.start, wanted("i2t", rows))
         if "t2i" in names:
-            tops["t2i"].merge(cols, blk.t(), rows.start)
+            tops["t2i"].merge(cols, blk.t(), rows.start, wanted("t2i", cols))
 
     def scored_blocks() -> Iterator[tuple[torch.Tensor, slice, slice]]:
         """Each block's new scores (overlapped parts skipped, in the reused product buffer: done with
@@ -573,6 +616,10 @@ def _stream(
     for name in late:
         directions[name].from_ranks = False
         tops[name] = RunningTopK(1, n if name == "i2t" else m, device)
+    # a pruned top k followed the counts against the first estimates: kept again, from the exact ones
+    redo = [name for name in tops if recount and directions[name].pruned]
+    for name in redo:
+        tops[name] = RunningTopK(tops[name].k, n if name == "i2t" else m, device)
     if recount:
         for counts in before.values():
             counts.zero_()
@@ -580,7 +627,7 @@ def _stream(
         for blk, rows, cols in scored_blocks():
             if recount:
                 count(blk, rows, cols, settled)
-            merge(blk, rows, cols, late)
+            merge(blk, rows, cols, late + redo)
 
     # an image without captions has no positive: rank m + 1, as fold_metrics gives (its count, against
     # the threshold -inf, is the number of its scores that are not NaN)

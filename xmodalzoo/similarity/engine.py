@@ -15,6 +15,7 @@ import torch
 from ..devices import resolve_device
 from ..embeddings import Embedding
 from .base import Similarity
+from .gemm import FRESH_PRODUCT_BYTES
 from .scorer import prepare_scorer
 
 DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB of working memory per block
@@ -146,14 +147,19 @@ TOPK_HOT_BYTES = 128 << 20
 TOPK_COLS = 8192
 
 
-def plan_topk(n: int, m: int, k: int, pair_bytes: int, max_bytes: int, min_block: int = MIN_BLOCK) -> ChunkPlan:
+def plan_topk(
+    n: int, m: int, k: int, pair_bytes: int, max_bytes: int, min_block: int = MIN_BLOCK, fresh_pair_bytes: int = 0
+) -> ChunkPlan:
     """Block shape for :func:`topk`: ``rows × (cols × per_pair + k × TOPK_SLOT_BYTES) <= max_bytes``.
 
     ``per_pair`` is the larger of the similarity's own ``pair_bytes`` (its forward pass, output
     included) and :data:`TOPK_PAIR_BYTES` (reducing the block to its top k happens after the forward's
     intermediates are freed).  Preferred: up to :data:`TOPK_COLS` columns (evened, see
-    :func:`even_size`) and as many rows as :data:`TOPK_HOT_BYTES` admits; past that, whole gallery rows
-    as in :func:`plan_chunks`, then fewer columns.
+    :func:`even_size`) and as many rows as :data:`TOPK_HOT_BYTES` admits (for a backend that returns
+    a fresh product per block, ``fresh_pair_bytes`` of it per pair, see
+    :attr:`~xmodalzoo.similarity.scorer.BlockScorer.fresh_pair_bytes`: no more than keep it within
+    :data:`~xmodalzoo.similarity.gemm.FRESH_PRODUCT_BYTES`); past that, whole gallery rows as in
+    :func:`plan_chunks`, then fewer columns.
     """
     if max_bytes <= 0:
         raise ValueError(f"max_bytes must be positive, got {max_bytes}")
@@ -171,7 +177,10 @@ def plan_topk(n: int, m: int, k: int, pair_bytes: int, max_bytes: int, min_block
     # preferred: blocks of at most TOPK_COLS columns and TOPK_HOT_BYTES (a larger block multiplies
     # no faster, and a fresh one pays a page fault per 4 KiB on first touch)
     cols = even_size(m, TOPK_COLS, min_block)
-    rows = min(max_bytes, TOPK_HOT_BYTES) // (cols * per_pair + per_row)
+    hot = TOPK_HOT_BYTES
+    if fresh_pair_bytes > 0:
+        hot = min(hot, FRESH_PRODUCT_BYTES * per_pair // fresh_pair_bytes)
+    rows = min(max_bytes, hot) // (cols * per_pair + per_row)
     if rows >= min_rows:
         return ChunkPlan(rows=even_size(n, rows, min_block), cols=cols, pair_bytes=per_pair, row_bytes=per_row)
     full_row = m * per_pair + per_row
@@ -342,11 +351,27 @@ class RunningTopK:
         self.keys = torch.full((queries, k), NO_KEY, dtype=torch.long, device=device)
         self.scores = torch.full((queries, k), -math.inf, device=device)
 
-    def merge(self, queries: slice, block: torch.Tensor, g0: int) -> None:
-        """Merge ``block`` (queries × gallery items ``g0, g0 + 1, ...``) into the queries' top k."""
+    def merge(self, queries: slice, block: torch.Tensor, g0: int, wanted: torch.Tensor | None = None) -> None:
+        """Merge ``block`` (queries × gallery items ``g0, g0 + 1, ...``) into the queries' top k.
+
+        ``wanted`` (R,) bool, when given, marks the rows whose top k is still needed: the others may
+        be left out, or merged only in part, and their top k is no longer meaningful, so a row left
+        out once must not be wanted again.
+        """
         run_key, run_s = self.keys[queries], self.scores[queries]
-        floor = run_s[:, -1] if bool((run_key[:, -1] != NO_KEY).all()) else None
         rows: torch.Tensor | None = None
+        if wanted is not None:
+            picked = wanted.nonzero()[:, 0]
+            if len(picked) == 0:
+                return
+            if 4 * len(picked) <= len(wanted):  # copying the wanted rows out pays when few are left
+                rows, block, wanted = picked, block.index_select(0, picked), None
+                run_key, run_s = run_key[rows], run_s[rows]
+        full = run_key[:, -1] != NO_KEY
+        if wanted is None:
+            floor = run_s[:, -1] if bool(full.all()) else None
+        else:  # a row no longer wanted takes the floor +inf: nothing of the block is kept for it
+            floor = torch.where(wanted, run_s[:, -1], math.inf) if bool((full | ~wanted).all()) else None
         maxima = group_maxima(block, self.k)  # one pass over the block, shared with block_topk
         if floor is not None:
             # only rows with a score above their floor can change (NaN, ranking first, counts as above)
@@ -354,8 +379,9 @@ class RunningTopK:
             if len(live) == 0:
                 return
             if 4 * len(live) <= len(floor):  # copying the live rows out pays when few are left
-                rows, block, floor = live, block.index_select(0, live), floor[live]
-                run_key, run_s = run_key[rows], run_s[rows]
+                rows = live if rows is None else rows[live]
+                block, floor = block.index_select(0, live), floor[live]
+                run_key, run_s = run_key[live], run_s[live]
                 maxima = None if maxima is None else maxima.index_select(0, live)
         blk_key, blk_s = block_topk(block, self.k, g0, floor, maxima)
         if blk_key.shape[1] == 0:
@@ -400,7 +426,8 @@ def topk(
             return torch.empty(n, k, device=device), torch.empty(n, k, dtype=torch.long, device=device)
         if m > _LOW_MAX:
             raise ValueError(f"topk supports galleries of up to {_LOW_MAX} items, got {m}")
-        plan = plan_topk(n, m, k, sim.pair_bytes(scorer.query, scorer.gallery), max_bytes)
+        plan = plan_topk(n, m, k, sim.pair_bytes(scorer.query, scorer.gallery), max_bytes,
+                         fresh_pair_bytes=scorer.fresh_pair_bytes)
         top = RunningTopK(k, n, device)
         for r, r_new in plan.spans(n, plan.rows):
             rows = slice(r_new, r + plan.rows)  # overlapped rows are done

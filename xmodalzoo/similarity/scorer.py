@@ -50,6 +50,16 @@ class BlockScorer:
         """Whether blocks go through the similarity's declared GEMM form."""
         return self.a is not None
 
+    @property
+    def fresh_pair_bytes(self) -> int:
+        """Bytes per (query, gallery item) pair of the product a block allocates afresh (oneDNN's,
+        see :func:`~xmodalzoo.similarity.gemm.writes_into_out`); 0 when blocks multiply into the
+        scorer's reused buffer, or have no GEMM form.  Planners keep such products within
+        :data:`~xmodalzoo.similarity.gemm.FRESH_PRODUCT_BYTES`."""
+        if self.a is None or self.b is None or not self.n or not self.m or writes_into_out(self.a[:1], self.b[:1]):
+            return 0
+        return self.kq * self.kg * self.a.dtype.itemsize
+
     def block(self, rows: slice, cols: slice, reuse: bool = False) -> torch.Tensor:
         """(len(rows), len(cols)) float32 scores of queries ``rows`` × gallery items ``cols`` (step-1 slices).
 
