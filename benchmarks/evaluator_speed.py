@@ -79,16 +79,13 @@ def fold_targets(n: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
     return c2i, torch.arange(n)[None, :] == c2i[:, None]
 
 
-def bare_gemm(scorer: Any, out_bytes: int = 256 << 20, fresh_bytes: int | None = None) -> float:
+def bare_gemm(scorer: Any, out_bytes: int = 256 << 20, fresh_bytes: int = 24 << 20) -> float:
     """Seconds of ``A @ B.T`` for the scorer's GEMM operands, in row blocks (through the engine's CPU
     product, :func:`xmodalzoo.similarity.gemm.matmul_t`, so both sides of the ratio use the same
     BLAS): into one output buffer of up to ``out_bytes``, or, for a backend that returns fresh
-    products (oneDNN), in blocks of at most ``fresh_bytes`` (default the engine's
-    ``FRESH_PRODUCT_BYTES``: larger fresh products fault in new pages and multiply slower, and the
-    baseline would flatter the ratio)."""
-    from xmodalzoo.similarity.gemm import FRESH_PRODUCT_BYTES, matmul_t, writes_into_out
-
-    fresh_bytes = FRESH_PRODUCT_BYTES if fresh_bytes is None else fresh_bytes
+    products (oneDNN), in blocks of at most ``fresh_bytes`` (larger fresh products fault in new
+    pages and multiply slower: the baseline would flatter the ratio)."""
+    from xmodalzoo.similarity.gemm import matmul_t, writes_into_out
 
     a, b = scorer.a, scorer.b
     into = writes_into_out(a[:1], b[:1])

@@ -37,10 +37,11 @@ from ..errors import RecipeError
 ENV = "XMODALZOO_CPU_GEMM"
 BACKENDS = ("auto", "torch", "onednn", "numpy")
 #: the largest product worth asking a backend that returns fresh products (oneDNN) for, block after
-#: block: glibc serves allocations up to its mmap threshold (at most 32 MiB) from the heap, where a
-#: freed block is reused; a larger one is a fresh mapping every time, whose pages fault in on first
-#: touch (mil_max K = 4 at 1K × 5K: 60 MiB products made the evaluator's GEMM 1.5× slower)
-FRESH_PRODUCT_BYTES = 24 << 20
+#: block: glibc serves allocations up to its mmap threshold (which grows to at most 32 MiB; 1 MiB
+#: is left for the allocator's own headers) from the heap, where a freed block is reused; a larger
+#: one is a fresh mapping every time, whose pages fault in on first touch (mil_max K = 4 at
+#: 1K × 5K: 60 MiB products made the evaluator's GEMM 1.5× slower)
+FRESH_PRODUCT_BYTES = 31 << 20
 
 
 @functools.lru_cache(maxsize=1)
