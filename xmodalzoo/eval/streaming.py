@@ -39,7 +39,7 @@ from ..similarity.base import Similarity
 from ..similarity.engine import (
     MIN_BLOCK, TOPK_PAIR_BYTES, TOPK_SLOT_BYTES, ChunkPlan, RunningTopK, even_size,
 )
-from ..similarity.gemm import FRESH_PRODUCT_BYTES, cpu_backend
+from ..similarity.gemm import cpu_backend, fresh_product_budget
 from ..similarity.scorer import BlockScorer, prepare_scorer
 from . import metrics as M
 from .summary import summarise_fold
@@ -86,9 +86,7 @@ def plan_stream(
         raise ValueError(f"max_bytes must be positive, got {max_bytes}")
     n, m = max(n, 1), max(m, 1)
     per_pair = max(int(pair_bytes), TOPK_PAIR_BYTES) + COUNT_PAIR_BYTES
-    if fresh_pair_bytes > 0:
-        hot_bytes = min(hot_bytes, FRESH_PRODUCT_BYTES * per_pair // fresh_pair_bytes)
-    budget = min(max_bytes, max(hot_bytes, 1))
+    budget = min(max_bytes, max(fresh_product_budget(hot_bytes, per_pair, fresh_pair_bytes), 1))
     min_rows, min_cols = min(n, MIN_BLOCK), min(m, MIN_BLOCK)
     cols = even_size(m, max(block_cols, min_cols))
     while True:
@@ -380,13 +378,13 @@ def _pair_rows(device: torch.device, scorer: BlockScorer) -> int:
     return MIN_BLOCK
 
 
-def _ranks_decide_hits(name: str, pos: torch.Tensor, counts: torch.Tensor, c2i: torch.Tensor) -> bool:
+def _ranks_decide_hits(name: str, own: torch.Tensor, counts: torch.Tensor, c2i: torch.Tensor) -> bool:
     """Whether every query of direction ``name`` has no positive, or one: the single gallery item its
     rank is counted against (its caption's image for t2i; an image's only caption for i2t).  Then
-    R-Precision and mAP@R (R = 1) are whether that rank is 1, and the direction needs no top k."""
+    R-Precision and mAP@R (R = 1) are whether that rank is 1, and the direction needs no top k.
+    ``own`` (captions,): whether each caption's own image is among its positives."""
     if counts.numel() == 0 or int(counts.max()) > 1:
         return bool(counts.numel() == 0)
-    own = pos[torch.arange(len(c2i), device=c2i.device), c2i]  # caption c's positive is its own image
     if name == "t2i":
         return bool(((counts == 0) | own).all())
     n = len(counts)
@@ -395,14 +393,14 @@ def _ranks_decide_hits(name: str, pos: torch.Tensor, counts: torch.Tensor, c2i: 
     return bool(((counts == 0) | ((captions == 1) & (own_images == 1))).all())
 
 
-def _positives_are_pairs(pos: torch.Tensor, c2i: torch.Tensor, per_caption: torch.Tensor) -> bool:
-    """Whether every positive of the (captions × images) mask is a caption with its own image.
+def _positives_are_pairs(own: torch.Tensor, per_caption: torch.Tensor) -> bool:
+    """Whether every positive of the (captions × images) mask is a caption with its own image, from
+    ``own`` (whether each caption's own image is a positive) and the positives per caption.
 
     Then each query's best positive is its rank threshold (or scores below it), and a query whose
     threshold ranks past R (its number of positives) has no positive in its top R: R-Precision and
     mAP@R are 0 whatever its top k, which therefore need not be kept (sort position ≥ rank count + 1:
     NaN scores sort first but are never counted)."""
-    own = pos[torch.arange(len(c2i), device=c2i.device), c2i]
     return int(own.sum()) == int(per_caption.sum())
 
 
@@ -522,15 +520,16 @@ def _stream(
     img_lab = image_labels.to(device) if labelled else None  # type: ignore[union-attr]
     cap_lab = caption_labels.to(device) if labelled else None  # type: ignore[union-attr]
     pos_counts = _positive_counts(pos, max_bytes) if pos is not None else None
+    own_positive = None if pos is None else pos[captions, c2i]  # whether caption c's own image is a positive
     for name, p, q_lab, g_lab in (("i2t", None if pos is None else pos.t(), img_lab, cap_lab),
                                   ("t2i", pos, cap_lab, img_lab)):
         if p is None and not labelled:
             continue
         counts: dict[str, torch.Tensor] = {}
         from_ranks = False
-        if p is not None and pos_counts is not None and pos is not None:
+        if p is not None and pos_counts is not None and own_positive is not None:
             counts["pos"] = pos_counts[1] if name == "i2t" else pos_counts[0]
-            from_ranks = _ranks_decide_hits(name, pos, counts["pos"], c2i)
+            from_ranks = _ranks_decide_hits(name, own_positive, counts["pos"], c2i)
         if labelled:
             within = _label_counts(q_lab, g_lab, zetas, max_bytes)  # type: ignore[arg-type]
             counts.update({f"z{z}": within[:, i] for i, z in enumerate(zetas)})
@@ -538,7 +537,8 @@ def _stream(
     use_window = _use_window(device)
     # top-k pruning relies on counts against the final thresholds, known only without a window; it
     # applies to i2t in practice (with pairs-only positives a caption has R <= 1: ranks decide t2i)
-    if pos is not None and pos_counts is not None and not use_window and _positives_are_pairs(pos, c2i, pos_counts[0]):
+    if own_positive is not None and pos_counts is not None and not use_window \
+            and _positives_are_pairs(own_positive, pos_counts[0]):
         for d in directions.values():
             d.pruned = d.needs_top and d.q_lab is None
 
@@ -557,7 +557,8 @@ def _stream(
     plan = plan_stream(n, m, pair_bytes, k_rows, k_cols, max_bytes,
                        hot_bytes if hot_bytes is not None else HOT_BLOCK_BYTES if cpu else GPU_HOT_BLOCK_BYTES,
                        BLOCK_COLS if cpu else GPU_BLOCK_COLS, scorer.fresh_pair_bytes if hot_bytes is None else 0)
-    tops = {name: RunningTopK(d.k, n if name == "i2t" else m, device)
+    queries = {"i2t": n, "t2i": m}
+    tops = {name: RunningTopK(d.k, queries[name], device)
             for name, d in directions.items() if d.needs_top}
     before = {"i2t": torch.zeros(n, dtype=torch.long, device=device),
               "t2i": torch.zeros(m, dtype=torch.long, device=device)}
@@ -619,11 +620,11 @@ def _stream(
     late = from_ranks if bool(nan_seen) else []
     for name in late:
         directions[name].from_ranks = False
-        tops[name] = RunningTopK(1, n if name == "i2t" else m, device)
+        tops[name] = RunningTopK(1, queries[name], device)
     # a pruned top k followed the counts against the first estimates: kept again, from the exact ones
     redo = [name for name in tops if recount and directions[name].pruned]
     for name in redo:
-        tops[name] = RunningTopK(tops[name].k, n if name == "i2t" else m, device)
+        tops[name] = RunningTopK(tops[name].k, queries[name], device)
     if recount:
         for counts in before.values():
             counts.zero_()

@@ -15,7 +15,7 @@ import torch
 from ..devices import resolve_device
 from ..embeddings import Embedding
 from .base import Similarity
-from .gemm import FRESH_PRODUCT_BYTES
+from .gemm import fresh_product_budget
 from .scorer import prepare_scorer
 
 DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB of working memory per block
@@ -177,9 +177,7 @@ def plan_topk(
     # preferred: blocks of at most TOPK_COLS columns and TOPK_HOT_BYTES (a larger block multiplies
     # no faster, and a fresh one pays a page fault per 4 KiB on first touch)
     cols = even_size(m, TOPK_COLS, min_block)
-    hot = TOPK_HOT_BYTES
-    if fresh_pair_bytes > 0:
-        hot = min(hot, FRESH_PRODUCT_BYTES * per_pair // fresh_pair_bytes)
+    hot = fresh_product_budget(TOPK_HOT_BYTES, per_pair, fresh_pair_bytes)
     rows = min(max_bytes, hot) // (cols * per_pair + per_row)
     if rows >= min_rows:
         return ChunkPlan(rows=even_size(n, rows, min_block), cols=cols, pair_bytes=per_pair, row_bytes=per_row)

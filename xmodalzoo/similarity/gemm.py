@@ -44,6 +44,14 @@ BACKENDS = ("auto", "torch", "onednn", "numpy")
 FRESH_PRODUCT_BYTES = 31 << 20
 
 
+def fresh_product_budget(hot_bytes: int, pair_bytes: int, fresh_pair_bytes: int) -> int:
+    """``hot_bytes``, lowered so that a block of ``pair_bytes`` per pair keeps its fresh product
+    (``fresh_pair_bytes`` per pair; 0: none, the budget unchanged) within :data:`FRESH_PRODUCT_BYTES`."""
+    if fresh_pair_bytes <= 0:
+        return hot_bytes
+    return min(hot_bytes, FRESH_PRODUCT_BYTES * pair_bytes // fresh_pair_bytes)
+
+
 @functools.lru_cache(maxsize=1)
 def cpu_backend() -> str:
     """``"torch"``, ``"onednn"`` or ``"numpy"``: the library that multiplies float32 CPU blocks (see the module)."""
